@@ -1,0 +1,299 @@
+//! `Block`: a block header followed by 256 event slots, 16448 bytes.
+//!
+//! ```text
+//!  offset  size  content
+//!  ------  ----  ------------------------------------------------------------
+//!       0    64  BlockHeader
+//!      64    64  events[0]
+//!     128    64  events[1]
+//!     ...
+//!   16384    64  events[255]
+//!  ------  ----
+//!         16448  (block k of a segment starts at byte 64 + k * 16448)
+//! ```
+//!
+//! Only the first `event_count` slots are used; the rest are zero. A block may be
+//! partial: a flush writes one, and the next events go to the next slot.
+//!
+//! Verification is split in two. [`Block::check_alone`] checks what the block says
+//! about itself (its header, its events, its block checksum). [`Block::check_link`]
+//! checks that it follows the block before it (ids keep increasing, the chained
+//! checksum is seeded with the previous one). Replay needs both; resynchronising after
+//! damage, where the previous block is unknown, can only use the first.
+
+use core::mem::{offset_of, size_of};
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::block_header::{BlockFields, BlockHeader};
+use crate::checksum::{block_checksum, chained_checksum};
+use crate::event::RequestEvent;
+use crate::issue::Reason;
+use crate::limits::{BLOCK_EVENTS_MAX, BLOCK_HEADER_SIZE_BYTES, BLOCK_SIZE_BYTES};
+
+/// One block exactly as it is stored.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, PartialEq, Eq, Debug)]
+#[repr(C, align(64))]
+pub struct Block {
+    /// The block header.
+    pub header: BlockHeader,
+    /// The event slots; the first `header.event_count()` are used, the rest are zero.
+    pub events: [RequestEvent; BLOCK_EVENTS_MAX],
+}
+
+const _: () = assert!(size_of::<Block>() == BLOCK_SIZE_BYTES);
+const _: () = assert!(offset_of!(Block, header) == 0);
+const _: () = assert!(offset_of!(Block, events) == BLOCK_HEADER_SIZE_BYTES);
+
+impl Block {
+    /// An empty slot: every byte zero.
+    pub const EMPTY: Self = Self {
+        header: BlockHeader::BLANK,
+        events: [RequestEvent::ZERO; BLOCK_EVENTS_MAX],
+    };
+
+    /// The used event slots, as many as the header's `event_count` says (at most 256,
+    /// even when the count read from disk is larger).
+    #[must_use]
+    pub fn used_events(&self) -> &[RequestEvent] {
+        let count = usize::from(self.header.event_count()).min(BLOCK_EVENTS_MAX);
+        self.events.get(..count).unwrap_or(&[])
+    }
+
+    /// Whether every byte is zero: a slot that was never written.
+    #[must_use]
+    pub fn is_blank(&self) -> bool {
+        self.as_bytes().iter().all(|&b| b == 0)
+    }
+
+    /// Writes the header for the first `event_count` slots as block `block_index`,
+    /// chained to `prev_chained`, and returns the block's chained checksum.
+    ///
+    /// The caller fills the slots, keeps the unused ones zero, and, in debug builds,
+    /// verifies the result before writing it (see the writer).
+    pub fn finalize(&mut self, block_index: u32, event_count: u16, prev_chained: u64) -> u64 {
+        let count = usize::from(event_count).min(BLOCK_EVENTS_MAX);
+        let used = self.events.get(..count).unwrap_or(&[]);
+        let first_event_id = used.first().map_or(0, RequestEvent::event_id);
+        let last_event_id = used.last().map_or(0, RequestEvent::event_id);
+        let chained = chained_checksum(used, prev_chained);
+        self.header = BlockHeader::new(&BlockFields {
+            first_event_id,
+            last_event_id,
+            block_checksum: block_checksum(used),
+            chained_checksum: chained,
+            block_index,
+            event_count,
+        });
+        chained
+    }
+
+    /// Checks what the block in slot `slot` says about itself, in the order of the
+    /// format: header checksum and structure, first and last ids against the events,
+    /// every event valid with strictly increasing ids, unused slots zero, block checksum.
+    pub fn check_alone(&self, slot: u32) -> Result<(), Reason> {
+        self.header.check(slot)?;
+        let count = usize::from(self.header.event_count());
+        // `check` bounded the count to 1..=256; split_at_checked keeps this panic-free.
+        let (used, unused) = self
+            .events
+            .split_at_checked(count)
+            .ok_or(Reason::BadEventCount {
+                count: self.header.event_count(),
+            })?;
+        let (Some(first), Some(last)) = (used.first(), used.last()) else {
+            return Err(Reason::BadEventCount { count: 0 });
+        };
+        if first.event_id() != self.header.first_event_id() {
+            return Err(Reason::FirstIdMismatch {
+                header: self.header.first_event_id(),
+                event: first.event_id(),
+            });
+        }
+        if last.event_id() != self.header.last_event_id() {
+            return Err(Reason::LastIdMismatch {
+                header: self.header.last_event_id(),
+                event: last.event_id(),
+            });
+        }
+        let mut previous = 0u64;
+        for (position, event) in (0u16..).zip(used) {
+            event
+                .check()
+                .map_err(|defect| Reason::InvalidEvent { position, defect })?;
+            if position > 0 && event.event_id() <= previous {
+                return Err(Reason::EventIdNotIncreasing {
+                    position,
+                    event_id: event.event_id(),
+                    previous,
+                });
+            }
+            previous = event.event_id();
+        }
+        if let Some(i) = unused.iter().position(|e| *e != RequestEvent::ZERO) {
+            // `i < 256`, so `count + i < 512` fits in a u16.
+            let position = u16::try_from(count + i).unwrap_or(u16::MAX);
+            return Err(Reason::UnusedSlotNotZero { position });
+        }
+        let computed = block_checksum(used);
+        if computed != self.header.block_checksum() {
+            return Err(Reason::BlockChecksumMismatch {
+                stored: self.header.block_checksum(),
+                computed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that this block follows a block whose chained checksum is `prev_chained`
+    /// and whose last event id is `prev_last_event_id` (0 when no event came before).
+    /// `prev_chained` is `None` where the previous block is unknown (after a gap in
+    /// diagnostic replay): then only the ids are checked. Call after
+    /// [`Block::check_alone`] succeeded.
+    pub fn check_link(
+        &self,
+        prev_chained: Option<u64>,
+        prev_last_event_id: u64,
+    ) -> Result<(), Reason> {
+        let first = self.header.first_event_id();
+        if first <= prev_last_event_id {
+            return Err(Reason::EventIdRegression {
+                first,
+                previous: prev_last_event_id,
+            });
+        }
+        let Some(prev_chained) = prev_chained else {
+            return Ok(());
+        };
+        let computed = chained_checksum(self.used_events(), prev_chained);
+        if computed != self.header.chained_checksum() {
+            return Err(Reason::ChainedChecksumMismatch {
+                stored: self.header.chained_checksum(),
+                computed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Both checks: the block in slot `slot` is valid and follows the block before it.
+    pub fn verify(&self, slot: u32, prev_chained: u64, prev_last_event_id: u64) -> Result<(), Reason> {
+        self.check_alone(slot)?;
+        self.check_link(Some(prev_chained), prev_last_event_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventDefect;
+    use crate::reference::reference_event;
+    use std::boxed::Box;
+
+    /// A boxed block: 16 KiB is too much for some test threads' stacks to copy around.
+    fn reference_block(first: u64, count: u16, slot: u32, prev_chained: u64) -> Box<Block> {
+        let mut b = Box::new(Block::EMPTY);
+        for (i, e) in (first..).zip(b.events.iter_mut().take(usize::from(count))) {
+            *e = reference_event(i);
+        }
+        b.finalize(slot, count, prev_chained);
+        b
+    }
+
+    #[test]
+    fn known_answer_blocks_verify() {
+        let b0 = reference_block(1, 256, 0, 0);
+        assert_eq!(b0.header.checksum(), 0x1a7a_8390_456f_7bc3);
+        assert_eq!(b0.verify(0, 0, 0), Ok(()));
+        let b1 = reference_block(257, 256, 1, b0.header.chained_checksum());
+        assert_eq!(b1.header.chained_checksum(), 0x7419_c55e_3bbd_e796);
+        assert_eq!(b1.header.checksum(), 0xde5c_bb26_86d5_c672);
+        assert_eq!(b1.verify(1, b0.header.chained_checksum(), 256), Ok(()));
+    }
+
+    #[test]
+    fn chain_and_id_links_are_checked() {
+        let b0 = reference_block(1, 256, 0, 0);
+        let b1 = reference_block(257, 256, 1, b0.header.chained_checksum());
+        assert!(matches!(
+            b1.verify(1, 0, 256),
+            Err(Reason::ChainedChecksumMismatch { .. })
+        ));
+        assert_eq!(
+            b1.verify(1, b0.header.chained_checksum(), 257),
+            Err(Reason::EventIdRegression {
+                first: 257,
+                previous: 257
+            })
+        );
+    }
+
+    #[test]
+    fn partial_block_keeps_unused_slots_zero() {
+        let b = reference_block(8193, 16, 0, 0);
+        assert_eq!(b.used_events().len(), 16);
+        assert_eq!(b.check_alone(0), Ok(()));
+        let mut dirty = b.clone();
+        dirty.events[200] = reference_event(1);
+        assert_eq!(
+            dirty.check_alone(0),
+            Err(Reason::UnusedSlotNotZero { position: 200 })
+        );
+    }
+
+    #[test]
+    fn payload_damage_is_caught_by_the_block_checksum() {
+        let mut b = reference_block(1, 256, 0, 0);
+        b.events[10].as_mut_bytes()[20] ^= 0x40; // the price of event 11
+        assert!(matches!(
+            b.check_alone(0),
+            Err(Reason::BlockChecksumMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn structural_rules_survive_recomputed_checksums() {
+        // A block whose checksums were recomputed after the damage: only the structural
+        // rules can catch it.
+        let mut b = reference_block(1, 4, 0, 0);
+        b.events.swap(1, 2);
+        b.finalize(0, 4, 0);
+        assert_eq!(
+            b.check_alone(0),
+            Err(Reason::EventIdNotIncreasing {
+                position: 2,
+                event_id: 2,
+                previous: 3
+            })
+        );
+
+        let mut b = reference_block(1, 4, 0, 0);
+        b.events[3].as_mut_bytes()[42] = 7;
+        b.finalize(0, 4, 0);
+        assert_eq!(
+            b.check_alone(0),
+            Err(Reason::InvalidEvent {
+                position: 3,
+                defect: EventDefect::InvalidSide(7)
+            })
+        );
+
+        let mut b = reference_block(1, 4, 0, 0);
+        b.finalize(0, 4, 0);
+        let mut fields = b.header.fields();
+        fields.first_event_id = 2;
+        b.header = BlockHeader::new(&fields);
+        assert_eq!(
+            b.check_alone(0),
+            Err(Reason::FirstIdMismatch { header: 2, event: 1 })
+        );
+    }
+
+    #[test]
+    fn empty_block_is_blank() {
+        assert!(Block::EMPTY.is_blank());
+        assert!(matches!(
+            Block::EMPTY.check_alone(0),
+            Err(Reason::BlockHeaderChecksumMismatch { .. })
+        ));
+    }
+}

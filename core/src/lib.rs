@@ -1,0 +1,63 @@
+//! fswal-core: the FlashStrike write-ahead log's on-disk format, checksums, writer and
+//! verifying replay, with no standard library, no allocator and no `unsafe`.
+//!
+//! A matching engine records every request event (64 bytes) before acting on it. The
+//! log is a numbered set of segments; a segment is a 64-byte header and fixed 16448-byte
+//! blocks; a block is a 64-byte header and 256 event slots. Three layers of XXH64
+//! checksums (block, chained, header) let replay verify everything and stop exactly
+//! at the first corrupted or partial block. The format is the FlashStrike C++
+//! recorder's, byte for byte (FORMAT-v1.md).
+//!
+//! | module | what |
+//! |---|---|
+//! | [`event`] | `RequestEvent`, the 64-byte event |
+//! | [`segment_header`] | `SegmentHeader`, the first 64 bytes of a segment |
+//! | [`block_header`] | `BlockHeader`, the first 64 bytes of a block |
+//! | [`block`] | `Block`, a header and 256 event slots |
+//! | [`checksum`] | the four checksums |
+//! | [`device`] | `BlockDevice`, the storage abstraction, and its crash contract |
+//! | [`store`] | `SegmentStore`, a log as numbered segments |
+//! | [`writer`] | `SegmentWriter` and `WalWriter`: append, sync, seal, rotate, recover |
+//! | [`replay`] | `Replay`, the verifying state machine |
+//! | [`seek`] | start replay at an event id |
+//! | [`issue`] | what replay reports about damage |
+//! | [`error`] | errors |
+//! | [`limits`] | sizes and bounds, with their relations asserted |
+//! | [`mem`] | in-memory devices |
+//! | [`reference`] | the reference event stream of the known answers |
+//!
+//! Features: `std` adds [`mem::MemStore`], an in-memory segment store.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
+pub mod block;
+pub mod block_header;
+pub mod checksum;
+pub mod device;
+pub mod error;
+pub mod event;
+pub mod issue;
+pub mod limits;
+pub mod mem;
+pub mod reference;
+pub mod replay;
+pub mod seek;
+pub mod segment_header;
+pub mod store;
+pub mod writer;
+
+pub use block::Block;
+pub use block_header::BlockHeader;
+pub use device::{BlockDevice, DeviceError, ErrorKind};
+pub use error::Error;
+pub use event::{Event, EventType, OrderType, RequestEvent, Side};
+pub use issue::{Issue, Reason, Status};
+pub use replay::{BlockView, Mode, Replay, SegmentInfo, Step, Summary, Tail};
+pub use segment_header::SegmentHeader;
+pub use store::SegmentStore;
+pub use writer::{Clock, Recovery, SegmentWriter, WalWriter, WriterConfig};

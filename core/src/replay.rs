@@ -1,0 +1,835 @@
+//! Replay: the state machine that reads a log back, verifying everything, in order.
+//!
+//! [`Replay::step`] yields one [`Step`] at a time: a segment starts, a verified
+//! block's events (borrowed from the replay's one block buffer, not copied again),
+//! or an issue. It checks every rule of FORMAT-v1.md:
+//!
+//! - segments are contiguous by index, and each header's `segment_index` is its own;
+//! - magic, version, header size, header checksum, and a sealed header's totals;
+//! - for each block: header checksum, `1 <= event_count <= 256`, `first_event_id != 0`,
+//!   `first <= last`, `block_index == slot`, first and last ids equal to the events',
+//!   ids strictly increasing, valid events, zero unused slots, block checksum, chained
+//!   checksum;
+//! - event ids keep increasing from block to block and segment to segment;
+//! - a sealed header's `block_count` blocks are all there, and its totals match them;
+//! - an open header (the writer crashed before sealing) is read block by block up to
+//!   its first empty slot, instead of being dropped whole as the C++ recorder does.
+//!
+//! # Modes
+//!
+//! [`Mode::Strict`] stops at the first problem: what it yielded is the longest valid
+//! prefix of the log, the only thing to rebuild state from. [`Mode::Diagnostic`] skips
+//! a bad block, resynchronises on the next block that is valid on its own and whose ids
+//! come after the last accepted one, and reports every gap; it is for salvage and
+//! forensics, never for rebuilding state.
+//!
+//! # Torn tail or damage
+//!
+//! After a problem, replay looks for valid data beyond it: a block that verifies on its
+//! own, with ids greater than the last accepted id. None means a torn tail, as a crash
+//! leaves ([`Status::Truncated`]); some means damage in the middle of the log
+//! ([`Status::Corrupt`]). Stale blocks from a reused file carry older ids and so never
+//! count as valid data.
+
+use zerocopy::IntoBytes;
+
+use crate::block::Block;
+use crate::block_header::BlockHeader;
+use crate::error::Error;
+use crate::event::RequestEvent;
+use crate::issue::{Issue, Reason, Status};
+use crate::limits::{
+    BLOCK_HEADER_SIZE_BYTES, BLOCK_SIZE_BYTES, SEGMENT_HEADER_SIZE_BYTES, block_offset_bytes,
+    slots_in,
+};
+use crate::segment_header::{HeaderState, SealedTotals, SegmentHeader};
+use crate::device::BlockDevice;
+use crate::store::SegmentStore;
+
+/// How replay reacts to a problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Stop at the first problem (point-in-time recovery).
+    Strict,
+    /// Skip bad blocks, resynchronise, report every gap. Never rebuild state from this.
+    Diagnostic,
+}
+
+/// A segment replay has opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Its index.
+    pub index: u32,
+    /// Its header as read.
+    pub header: SegmentHeader,
+    /// Open or sealed; `None` when the header is damaged (diagnostic mode only).
+    pub state: Option<HeaderState>,
+    /// Whole block slots the segment holds.
+    pub slots: u32,
+}
+
+/// A verified block's events.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockView<'a> {
+    /// Index of its segment.
+    pub segment: u32,
+    /// Its slot in the segment.
+    pub slot: u32,
+    /// Its events, in order (after a seek, only those at or after the target id).
+    pub events: &'a [RequestEvent],
+}
+
+/// One step of replay.
+#[derive(Clone, Copy, Debug)]
+pub enum Step<'a> {
+    /// A segment starts.
+    Segment(SegmentInfo),
+    /// A verified block.
+    Block(BlockView<'a>),
+    /// A problem. In strict mode it is the last step.
+    Issue(Issue),
+}
+
+/// Where a log ends: what a writer needs to continue it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tail {
+    /// Index of the last segment holding valid data (or the last segment opened).
+    pub segment: u32,
+    /// Its header.
+    pub header: SegmentHeader,
+    /// Whether that segment is sealed.
+    pub sealed: bool,
+    /// Whole block slots the segment holds.
+    pub slots: u32,
+    /// The first slot after its last valid block.
+    pub next_slot: u32,
+    /// Chained checksum of its last valid block (0 when it has none).
+    pub chain: u64,
+    /// Events in its valid blocks.
+    pub event_count: u32,
+    /// Id of its first event (0 when it has none).
+    pub first_event_id: u64,
+    /// Id of its last event (0 when it has none).
+    pub last_event_id: u64,
+}
+
+/// What replay found, so far or in all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// `Ok`, or whether valid data follows the first problem.
+    pub status: Status,
+    /// Segments opened.
+    pub segments: u32,
+    /// Verified blocks.
+    pub blocks: u64,
+    /// Events in verified blocks (in diagnostic mode: salvaged).
+    pub events: u64,
+    /// Id of the first verified event.
+    pub first_event_id: Option<u64>,
+    /// Id of the last verified event.
+    pub last_event_id: Option<u64>,
+    /// Non-empty block slots passed over without being verified (diagnostic mode).
+    pub skipped_blocks: u64,
+    /// Whether the last segment opened has an open (never sealed) header.
+    pub open_segment: bool,
+    /// Problems found.
+    pub issues: u64,
+    /// The first problem found.
+    pub first_issue: Option<Issue>,
+    /// The end of the valid prefix of the log, `None` for a log without segments.
+    pub tail: Option<Tail>,
+}
+
+impl Summary {
+    const EMPTY: Self = Self {
+        status: Status::Ok,
+        segments: 0,
+        blocks: 0,
+        events: 0,
+        first_event_id: None,
+        last_event_id: None,
+        skipped_blocks: 0,
+        open_segment: false,
+        issues: 0,
+        first_issue: None,
+        tail: None,
+    };
+}
+
+/// What a slot holds.
+enum SlotRead {
+    /// The slot starts at or after the end of the segment.
+    Beyond,
+    /// Only `present_bytes` of the slot are in the segment, not all zero.
+    Partial { present_bytes: u64 },
+    /// Every byte present is zero.
+    Blank,
+    /// The block is in the buffer, to be verified.
+    Data,
+}
+
+/// The segment being replayed.
+struct Cursor<D> {
+    index: u32,
+    device: D,
+    header: SegmentHeader,
+    /// `None` when the header is damaged and only diagnostic mode goes on.
+    state: Option<HeaderState>,
+    /// Whole slots present.
+    slots: u32,
+    /// Slots to read: a sealed header's `block_count`, or every slot (a trailing
+    /// partial slot included) of an open or damaged one.
+    limit: u32,
+    next_slot: u32,
+    /// Chained checksum of the last accepted block; `None` right after a resync, when
+    /// the link cannot be checked.
+    chain: Option<u64>,
+    blocks: u32,
+    events: u32,
+    first_event_id: u64,
+    last_event_id: u64,
+    /// Whether every block from slot 0 on was accepted, so that a sealed header's
+    /// totals can be compared with them.
+    complete: bool,
+}
+
+impl<D> Cursor<D> {
+    fn sealed(&self) -> Option<&SealedTotals> {
+        match &self.state {
+            Some(HeaderState::Sealed(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn tail(&self) -> Tail {
+        Tail {
+            segment: self.index,
+            header: self.header,
+            sealed: self.sealed().is_some(),
+            slots: self.slots,
+            next_slot: self.next_slot,
+            chain: self.chain.unwrap_or(0),
+            event_count: self.events,
+            first_event_id: self.first_event_id,
+            last_event_id: self.last_event_id,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Start,
+    /// Open segment `index`, then go on from `slot` (0, or a resync or seek target).
+    OpenSegment { index: u32, slot: u32, resync: bool },
+    Slot,
+    EndOfSegment,
+    Done,
+}
+
+/// Where a seek or a resync starts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StartPoint {
+    pub(crate) segment: u32,
+    pub(crate) slot: u32,
+    /// The chained checksum before `slot`, when known.
+    pub(crate) chain: Option<u64>,
+    /// The last event id before `slot`.
+    pub(crate) last_event_id: u64,
+}
+
+/// Where the forward scan after a problem starts.
+#[derive(Clone, Copy, Debug)]
+enum ScanFrom {
+    /// Slot `slot` of the current segment (up to a sealed header's block count, or
+    /// every slot present when the header is open or damaged).
+    Slot { slot: u32 },
+    /// The segment after the current one.
+    NextSegment,
+}
+
+/// The replay state machine over a [`SegmentStore`].
+pub struct Replay<S: SegmentStore> {
+    store: S,
+    mode: Mode,
+    state: State,
+    /// The one block buffer: every block is read into it and verified in place.
+    buf: Block,
+    cursor: Option<Cursor<S::Device>>,
+    /// Lowest and highest segment index present.
+    range: (u32, u32),
+    /// Last accepted event id, over the whole log.
+    last_event_id: u64,
+    summary: Summary,
+    /// After a seek: the first event id to yield.
+    skip_below: u64,
+    /// After a seek: where to start instead of the first segment.
+    pub(crate) start: Option<StartPoint>,
+}
+
+impl<S: SegmentStore> Replay<S> {
+    /// A replay of `store` in `mode`, positioned before its first segment.
+    pub fn new(store: S, mode: Mode) -> Self {
+        Self {
+            store,
+            mode,
+            state: State::Start,
+            buf: Block::EMPTY,
+            cursor: None,
+            range: (0, 0),
+            last_event_id: 0,
+            summary: Summary::EMPTY,
+            skip_below: 0,
+            start: None,
+        }
+    }
+
+    /// What replay found so far; final once [`Replay::step`] returned `None`.
+    #[must_use]
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// The mode replay runs in.
+    #[must_use]
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Gives the store back.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    pub(crate) fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    pub(crate) fn is_at_start(&self) -> bool {
+        self.state == State::Start
+    }
+
+    pub(crate) fn set_skip_below(&mut self, event_id: u64) {
+        self.skip_below = event_id;
+    }
+
+    /// Replays to the end, calling `on_event` for every verified event, and returns the
+    /// summary. Issues are counted in the summary; the first is in `first_issue`.
+    pub fn run(
+        mut self,
+        mut on_event: impl FnMut(&RequestEvent),
+    ) -> Result<Summary, Error<S::Error>> {
+        while let Some(step) = self.step()? {
+            if let Step::Block(view) = step {
+                view.events.iter().for_each(&mut on_event);
+            }
+        }
+        Ok(self.summary)
+    }
+
+    /// The next step, or `None` at the end of the log (or after the first problem, in
+    /// strict mode). Errors are device failures; damage is reported as a step.
+    pub fn step(&mut self) -> Result<Option<Step<'_>>, Error<S::Error>> {
+        // Every pass either returns a step or moves to a later state of the same
+        // position (slot -> end of segment -> next segment -> done), so a handful of
+        // passes always suffice; the bound turns a bug into an error, not a hang.
+        for _ in 0..STEP_PASSES_MAX {
+            match self.state {
+                State::Done => return Ok(None),
+                State::Start => self.begin()?,
+                State::OpenSegment {
+                    index,
+                    slot,
+                    resync,
+                } => {
+                    if index > self.range.1 {
+                        self.state = State::Done;
+                        continue;
+                    }
+                    match self.open(index, slot, resync)? {
+                        Ok(info) => {
+                            self.state = State::Slot;
+                            return Ok(Some(Step::Segment(info)));
+                        }
+                        Err((issue, from)) => return self.problem(issue, from).map(Some),
+                    }
+                }
+                State::Slot => match self.slot()? {
+                    None => {}
+                    Some(SlotOutcome::Accepted { slot }) => return Ok(Some(self.accepted(slot))),
+                    Some(SlotOutcome::Problem(issue, from)) => {
+                        return self.problem(issue, from).map(Some);
+                    }
+                    Some(SlotOutcome::Hole(issue, found)) => {
+                        return Ok(Some(self.record_problem(issue, Some(found))));
+                    }
+                },
+                State::EndOfSegment => {
+                    if let Some(issue) = self.end_of_segment() {
+                        return self.problem(issue, ScanFrom::NextSegment).map(Some);
+                    }
+                }
+            }
+        }
+        Err(Error::LogicBug("replay made no progress"))
+    }
+
+    /// The step for a block just accepted into the buffer.
+    fn accepted(&mut self, slot: u32) -> Step<'_> {
+        let segment = self.cursor.as_ref().map_or(0, |c| c.index);
+        let events = self.buf.used_events();
+        // After a seek, events before the target are not yielded.
+        let skip = events.partition_point(|e| e.event_id() < self.skip_below);
+        let events = events.get(skip..).unwrap_or(&[]);
+        let s = &mut self.summary;
+        s.events += events.len() as u64;
+        if let (Some(first), Some(last)) = (events.first(), events.last()) {
+            s.first_event_id.get_or_insert(first.event_id());
+            s.last_event_id = Some(last.event_id());
+        }
+        Step::Block(BlockView {
+            segment,
+            slot,
+            events,
+        })
+    }
+
+    /// Lists the store and positions replay at its first segment (or the seek target).
+    fn begin(&mut self) -> Result<(), Error<S::Error>> {
+        let Some((first, last)) = self.store.segment_range()? else {
+            self.state = State::Done;
+            return Ok(());
+        };
+        if first > last {
+            return Err(Error::LogicBug("store reported a segment range backwards"));
+        }
+        self.range = (first, last);
+        self.state = match self.start {
+            Some(p) => {
+                self.last_event_id = p.last_event_id;
+                State::OpenSegment {
+                    index: p.segment,
+                    slot: p.slot,
+                    resync: false,
+                }
+            }
+            None => State::OpenSegment {
+                index: first,
+                slot: 0,
+                resync: false,
+            },
+        };
+        Ok(())
+    }
+
+    /// Opens segment `index` and checks its header. On a damaged header, diagnostic
+    /// mode keeps a cursor so that the forward scan can look at its blocks.
+    #[allow(clippy::type_complexity)]
+    fn open(
+        &mut self,
+        index: u32,
+        slot: u32,
+        resync: bool,
+    ) -> Result<Result<SegmentInfo, (Issue, ScanFrom)>, Error<S::Error>> {
+        self.cursor = None;
+        let issue = |offset_bytes, reason| Issue {
+            segment: index,
+            block: None,
+            offset_bytes,
+            reason,
+        };
+        let Some(mut device) = self.store.open_segment(index)? else {
+            return Ok(Err((
+                issue(0, Reason::MissingSegment),
+                ScanFrom::NextSegment,
+            )));
+        };
+        self.summary.segments += 1;
+        let len_bytes = device.len_bytes();
+        let slots = slots_in(len_bytes);
+        let mut raw = [0u8; SEGMENT_HEADER_SIZE_BYTES];
+        let header_result = if len_bytes < SEGMENT_HEADER_SIZE_BYTES as u64 {
+            Err(Reason::SegmentTooShort { len_bytes })
+        } else {
+            device.read_exact_at(0, &mut raw)?;
+            SegmentHeader::read_from(&raw).check(index)
+        };
+        let header = SegmentHeader::read_from(&raw);
+        // A partial trailing slot is read too (and must be blank) unless a sealed header
+        // says how many blocks there are.
+        let whole_or_partial = if block_offset_bytes(slots) < len_bytes {
+            slots.saturating_add(1)
+        } else {
+            slots
+        };
+        let (state, limit) = match header_result {
+            Ok(HeaderState::Sealed(t)) => (Some(HeaderState::Sealed(t)), t.block_count),
+            Ok(HeaderState::Open) => (Some(HeaderState::Open), whole_or_partial),
+            Err(_) => (None, whole_or_partial),
+        };
+        let chain = if slot == 0 {
+            Some(0)
+        } else if resync {
+            None
+        } else {
+            self.start.and_then(|p| p.chain)
+        };
+        self.cursor = Some(Cursor {
+            index,
+            device,
+            header,
+            state,
+            slots,
+            limit,
+            next_slot: slot,
+            chain,
+            blocks: 0,
+            events: 0,
+            first_event_id: 0,
+            last_event_id: 0,
+            complete: slot == 0,
+        });
+        self.summary.open_segment = state == Some(HeaderState::Open);
+        if state.is_some() {
+            // A segment with a valid header is where a writer would go on, even before
+            // any of its blocks verify.
+            self.summary.tail = self.cursor.as_ref().map(Cursor::tail);
+        }
+        match header_result {
+            Ok(_) => Ok(Ok(SegmentInfo {
+                index,
+                header,
+                state,
+                slots,
+            })),
+            Err(reason) => {
+                let offset = match reason {
+                    Reason::SegmentTooShort { len_bytes } => len_bytes,
+                    _ => 0,
+                };
+                Ok(Err((
+                    issue(offset, reason),
+                    ScanFrom::Slot { slot: 0 },
+                )))
+            }
+        }
+    }
+
+    /// Reads and verifies the next slot of the current segment.
+    fn slot(&mut self) -> Result<Option<SlotOutcome>, Error<S::Error>> {
+        let Some(cur) = self.cursor.as_mut() else {
+            return Err(Error::LogicBug("slot state without a segment"));
+        };
+        if cur.next_slot >= cur.limit {
+            self.state = State::EndOfSegment;
+            return Ok(None);
+        }
+        let slot = cur.next_slot;
+        let segment = cur.index;
+        let sealed = cur.sealed().copied();
+        let offset_bytes = block_offset_bytes(slot);
+        let issue = |reason| Issue {
+            segment,
+            block: Some(slot),
+            offset_bytes,
+            reason,
+        };
+        let here = ScanFrom::Slot {
+            slot: slot.saturating_add(1),
+        };
+        match read_slot(&mut cur.device, slot, &mut self.buf)? {
+            SlotRead::Beyond | SlotRead::Partial { .. } if sealed.is_some() => {
+                let declared_blocks = sealed.map_or(0, |t| t.block_count);
+                let present_slots = cur.slots;
+                Ok(Some(SlotOutcome::Problem(
+                    Issue {
+                        offset_bytes: cur.device.len_bytes(),
+                        ..issue(Reason::SegmentTruncated {
+                            declared_blocks,
+                            present_slots,
+                        })
+                    },
+                    here,
+                )))
+            }
+            SlotRead::Beyond => {
+                self.state = State::EndOfSegment;
+                Ok(None)
+            }
+            SlotRead::Partial { present_bytes } => Ok(Some(SlotOutcome::Problem(
+                issue(Reason::TruncatedBlock { present_bytes }),
+                here,
+            ))),
+            SlotRead::Blank if sealed.is_some() => {
+                Ok(Some(SlotOutcome::Problem(issue(Reason::MissingBlock), here)))
+            }
+            SlotRead::Blank => {
+                // The end of an open segment, unless valid data follows the empty slot.
+                let min_id = self.last_event_id;
+                match self.find_valid_after(slot.saturating_add(1), min_id)? {
+                    Some(found) => Ok(Some(SlotOutcome::Hole(issue(Reason::HoleBeforeData), found))),
+                    None => {
+                        self.state = State::EndOfSegment;
+                        Ok(None)
+                    }
+                }
+            }
+            SlotRead::Data => {
+                let cur = self.cursor.as_mut().ok_or(Error::LogicBug("cursor vanished"))?;
+                if self.buf.header.is_blank() {
+                    return Ok(Some(SlotOutcome::Problem(issue(Reason::TornBlock), here)));
+                }
+                let checked = self
+                    .buf
+                    .check_alone(slot)
+                    .and_then(|()| self.buf.check_link(cur.chain, self.last_event_id));
+                if let Err(reason) = checked {
+                    return Ok(Some(SlotOutcome::Problem(issue(reason), here)));
+                }
+                let h = &self.buf.header;
+                let count = u32::from(h.event_count());
+                cur.chain = Some(h.chained_checksum());
+                cur.next_slot = slot.saturating_add(1);
+                cur.blocks = cur.blocks.saturating_add(1);
+                cur.events = cur.events.saturating_add(count);
+                if cur.first_event_id == 0 {
+                    cur.first_event_id = h.first_event_id();
+                }
+                cur.last_event_id = h.last_event_id();
+                self.last_event_id = h.last_event_id();
+                self.summary.blocks += 1;
+                self.summary.tail = Some(cur.tail());
+                Ok(Some(SlotOutcome::Accepted { slot }))
+            }
+        }
+    }
+
+    /// Checks a segment whose slots have all been read, and moves to the next one.
+    fn end_of_segment(&mut self) -> Option<Issue> {
+        let cur = self.cursor.as_ref()?;
+        let index = cur.index;
+        self.summary.tail = Some(cur.tail());
+        self.state = State::OpenSegment {
+            index: index.saturating_add(1),
+            slot: 0,
+            resync: false,
+        };
+        if index == u32::MAX {
+            self.state = State::Done;
+        }
+        let issue = |offset_bytes, reason| Issue {
+            segment: index,
+            block: None,
+            offset_bytes,
+            reason,
+        };
+        match cur.state {
+            Some(HeaderState::Sealed(t)) if cur.complete => {
+                let field = if cur.events != t.event_count {
+                    Some(("event_count", 12))
+                } else if cur.first_event_id != t.first_event_id {
+                    Some(("first_event_id", 16))
+                } else if cur.last_event_id != t.last_event_id {
+                    Some(("last_event_id", 24))
+                } else if cur.chain != Some(t.last_chained_checksum) {
+                    Some(("last_chained_checksum", 56))
+                } else {
+                    None
+                };
+                field.map(|(field, at)| issue(at, Reason::HeaderDisagreesWithBlocks { field }))
+            }
+            Some(HeaderState::Open) if index < self.range.1 => {
+                Some(issue(0, Reason::UnsealedSegmentNotLast))
+            }
+            _ => None,
+        }
+    }
+
+    /// Records a problem, classifies it, and decides where replay goes on.
+    fn problem(&mut self, issue: Issue, from: ScanFrom) -> Result<Step<'_>, Error<S::Error>> {
+        let next = match from {
+            ScanFrom::Slot { slot } => self.find_valid_after(slot, self.last_event_id)?,
+            ScanFrom::NextSegment => self.find_valid_in_later_segments(self.last_event_id)?,
+        };
+        Ok(self.record_problem(issue, next))
+    }
+
+    fn record_problem(&mut self, issue: Issue, next: Option<Found>) -> Step<'_> {
+        self.summary.issues += 1;
+        if self.summary.first_issue.is_none() {
+            self.summary.first_issue = Some(issue);
+        }
+        let status = if next.is_some() {
+            Status::Corrupt
+        } else {
+            Status::Truncated
+        };
+        if self.summary.status != Status::Corrupt {
+            self.summary.status = status;
+        }
+        match (self.mode, next) {
+            (Mode::Diagnostic, Some(found)) => {
+                self.summary.skipped_blocks += found.skipped_blocks;
+                self.resume_at(found);
+            }
+            _ => self.state = State::Done,
+        }
+        Step::Issue(issue)
+    }
+
+    /// Diagnostic mode: goes on at a block found by the forward scan.
+    fn resume_at(&mut self, found: Found) {
+        match self.cursor.as_mut() {
+            Some(cur) if cur.index == found.segment => {
+                cur.next_slot = found.slot;
+                cur.chain = None;
+                cur.complete = false;
+                if cur.state.is_none() || found.slot >= cur.limit {
+                    // A damaged header: read every slot present.
+                    cur.limit = cur.limit.max(found.slot.saturating_add(1));
+                }
+                self.state = State::Slot;
+            }
+            _ => {
+                self.state = State::OpenSegment {
+                    index: found.segment,
+                    slot: found.slot,
+                    resync: true,
+                };
+            }
+        }
+    }
+
+    /// The first block after `slot` of the current segment, or in a later segment,
+    /// that is valid on its own and starts after `min_id`.
+    fn find_valid_after(&mut self, slot: u32, min_id: u64) -> Result<Option<Found>, Error<S::Error>> {
+        if let Some(cur) = self.cursor.as_mut() {
+            let end = cur.sealed().map_or(cur.slots, |t| t.block_count.min(cur.slots));
+            let found = scan_slots(&mut cur.device, cur.index, slot, end, min_id, &mut self.buf)?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        self.find_valid_in_later_segments(min_id)
+    }
+
+    /// The first valid block, starting after `min_id`, in the segments after the
+    /// current one.
+    fn find_valid_in_later_segments(&mut self, min_id: u64) -> Result<Option<Found>, Error<S::Error>> {
+        let after = match (&self.cursor, self.state) {
+            (Some(cur), _) => cur.index,
+            (None, State::OpenSegment { index, .. }) => index,
+            (None, _) => return Ok(None),
+        };
+        let mut skipped_blocks = 0u64;
+        let mut index = after;
+        while index < self.range.1 {
+            index += 1;
+            let Some(mut device) = self.store.open_segment(index)? else {
+                continue;
+            };
+            let slots = slots_in(device.len_bytes());
+            let mut end = slots;
+            if device.len_bytes() >= SEGMENT_HEADER_SIZE_BYTES as u64 {
+                let mut raw = [0u8; SEGMENT_HEADER_SIZE_BYTES];
+                device.read_exact_at(0, &mut raw)?;
+                if let Ok(HeaderState::Sealed(t)) = SegmentHeader::read_from(&raw).check(index) {
+                    end = t.block_count.min(slots);
+                }
+            }
+            if let Some(mut found) = scan_slots(&mut device, index, 0, end, min_id, &mut self.buf)? {
+                found.skipped_blocks += skipped_blocks;
+                return Ok(Some(found));
+            }
+            skipped_blocks += u64::from(end);
+        }
+        Ok(None)
+    }
+}
+
+/// A block the forward scan found.
+#[derive(Clone, Copy, Debug)]
+struct Found {
+    segment: u32,
+    slot: u32,
+    /// Non-blank slots passed over before it.
+    skipped_blocks: u64,
+}
+
+/// What reading a slot led to.
+enum SlotOutcome {
+    Accepted { slot: u32 },
+    Problem(Issue, ScanFrom),
+    Hole(Issue, Found),
+}
+
+/// Reads slot `slot` into `buf` and says what it holds.
+fn read_slot<D: BlockDevice>(device: &mut D, slot: u32, buf: &mut Block) -> Result<SlotRead, D::Error> {
+    let offset = block_offset_bytes(slot);
+    let len = device.len_bytes();
+    if offset >= len {
+        return Ok(SlotRead::Beyond);
+    }
+    let present_bytes = len - offset;
+    if present_bytes < BLOCK_SIZE_BYTES as u64 {
+        // `present_bytes < 16448`: the cast is exact.
+        let present = present_bytes as usize;
+        let bytes = buf.as_mut_bytes();
+        let (head, rest) = bytes.split_at_mut(present.min(bytes.len()));
+        device.read_exact_at(offset, head)?;
+        rest.fill(0);
+        return Ok(if head.iter().all(|&b| b == 0) {
+            SlotRead::Blank
+        } else {
+            SlotRead::Partial { present_bytes }
+        });
+    }
+    device.read_exact_at(offset, buf.as_mut_bytes())?;
+    if buf.header.is_blank() && buf.is_blank() {
+        return Ok(SlotRead::Blank);
+    }
+    Ok(SlotRead::Data)
+}
+
+/// Looks at slots `from..end` of segment `segment` for a block valid on its own whose first id is above
+/// `min_id`. Reads only block headers until one verifies.
+fn scan_slots<D: BlockDevice>(
+    device: &mut D,
+    segment: u32,
+    from: u32,
+    end: u32,
+    min_id: u64,
+    buf: &mut Block,
+) -> Result<Option<Found>, D::Error> {
+    let mut skipped_blocks = 0u64;
+    for slot in from..end {
+        let offset = block_offset_bytes(slot);
+        let Some(block_end) = offset.checked_add(BLOCK_SIZE_BYTES as u64) else {
+            break;
+        };
+        if block_end > device.len_bytes() {
+            break;
+        }
+        let mut header = BlockHeader::BLANK;
+        device.read_exact_at(offset, header.as_mut_bytes())?;
+        if header.is_blank() {
+            continue;
+        }
+        if header.check(slot).is_ok() && header.first_event_id() > min_id {
+            device.read_exact_at(offset, buf.as_mut_bytes())?;
+            if buf.check_alone(slot).is_ok() {
+                return Ok(Some(Found {
+                    segment,
+                    slot,
+                    skipped_blocks,
+                }));
+            }
+        }
+        skipped_blocks += 1;
+    }
+    Ok(None)
+}
+
+/// Passes of the state machine per step; see [`Replay::step`].
+const STEP_PASSES_MAX: u32 = 8;
+
+const _: () = assert!(BLOCK_HEADER_SIZE_BYTES <= BLOCK_SIZE_BYTES);

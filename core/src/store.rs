@@ -1,0 +1,147 @@
+//! `SegmentStore`: a WAL as a numbered set of segments, each a [`BlockDevice`].
+//!
+//! A directory of `FS.%08u.wal` files is one store; the slots of a raw block device
+//! are another; memory is a third. Replay walks a store from its lowest segment index
+//! to its highest; the writer creates segments in it.
+
+use heapless::String;
+
+use crate::device::{BlockDevice, DeviceError};
+use crate::limits::SEGMENT_INDEX_MAX;
+
+/// Bytes in a segment file name: `FS.` + 8 digits + `.wal`.
+pub const SEGMENT_FILE_NAME_LEN: usize = 15;
+
+/// A numbered set of segments.
+pub trait SegmentStore {
+    /// The device holding one segment.
+    type Device: BlockDevice<Error = Self::Error>;
+    /// Errors of the store and of its devices.
+    type Error: DeviceError;
+
+    /// The lowest and highest index of the segments present, or `None` when there are
+    /// none. Indices in between may be missing; replay reports each missing one.
+    fn segment_range(&mut self) -> Result<Option<(u32, u32)>, Self::Error>;
+
+    /// Opens segment `index`, or returns `None` when it does not exist.
+    fn open_segment(&mut self, index: u32) -> Result<Option<Self::Device>, Self::Error>;
+
+    /// Creates segment `index`, `size_bytes` long, holding `initial` at offset 0 and
+    /// zeros after it, and returns it open for writing.
+    ///
+    /// Creation is atomic and durable: once this returns `Ok`, a crash leaves the whole
+    /// new segment; before, it leaves no segment `index` at all. It fails with
+    /// [`crate::device::ErrorKind::AlreadyExists`] when segment `index` exists, and with
+    /// [`crate::device::ErrorKind::PermissionDenied`] on a store opened read-only.
+    fn create_segment(
+        &mut self,
+        index: u32,
+        size_bytes: u64,
+        initial: &[u8],
+    ) -> Result<Self::Device, Self::Error>;
+
+    /// Keeps a durable copy of `bytes`, found at `offset_bytes` of segment `index`,
+    /// before recovery clears them.
+    ///
+    /// Recovery clears only a torn tail: bytes after the last valid block that do not
+    /// verify, which no successful sync covered under the crash contract. It still
+    /// keeps them, because recovery must never destroy what might be the only copy
+    /// of an event; a store that cannot keep them must fail, and recovery then
+    /// refuses to clear anything.
+    fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), Self::Error>;
+}
+
+impl<T: SegmentStore + ?Sized> SegmentStore for &mut T {
+    type Device = T::Device;
+    type Error = T::Error;
+
+    fn segment_range(&mut self) -> Result<Option<(u32, u32)>, Self::Error> {
+        T::segment_range(self)
+    }
+    fn open_segment(&mut self, index: u32) -> Result<Option<Self::Device>, Self::Error> {
+        T::open_segment(self, index)
+    }
+    fn create_segment(
+        &mut self,
+        index: u32,
+        size_bytes: u64,
+        initial: &[u8],
+    ) -> Result<Self::Device, Self::Error> {
+        T::create_segment(self, index, size_bytes, initial)
+    }
+    fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), Self::Error> {
+        T::preserve(self, index, offset_bytes, bytes)
+    }
+}
+
+/// The file name of segment `index`: `FS.` + 8 zero-padded decimal digits + `.wal`.
+/// Indices above [`SEGMENT_INDEX_MAX`] have no name.
+#[must_use]
+pub fn segment_file_name(index: u32) -> Option<String<SEGMENT_FILE_NAME_LEN>> {
+    if index > SEGMENT_INDEX_MAX {
+        return None;
+    }
+    let mut digits = [b'0'; 8];
+    let mut rest = index;
+    for d in digits.iter_mut().rev() {
+        // `rest % 10 < 10`: the cast is exact.
+        *d = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let mut name = String::new();
+    for part in [b"FS.".as_slice(), &digits, b".wal"] {
+        for &b in part {
+            name.push(char::from(b)).ok()?;
+        }
+    }
+    Some(name)
+}
+
+/// The index in a segment file name, or `None` when `name` is not exactly
+/// `FS.` + 8 decimal digits + `.wal`.
+#[must_use]
+pub fn parse_segment_file_name(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("FS.")?.strip_suffix(".wal")?;
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(segment_file_name(0).unwrap().as_str(), "FS.00000000.wal");
+        assert_eq!(segment_file_name(42).unwrap().as_str(), "FS.00000042.wal");
+        assert_eq!(
+            segment_file_name(SEGMENT_INDEX_MAX).unwrap().as_str(),
+            "FS.99999999.wal"
+        );
+        assert_eq!(segment_file_name(SEGMENT_INDEX_MAX + 1), None);
+        for i in [0, 1, 7, 12_345_678, SEGMENT_INDEX_MAX] {
+            assert_eq!(
+                parse_segment_file_name(segment_file_name(i).unwrap().as_str()),
+                Some(i)
+            );
+        }
+    }
+
+    #[test]
+    fn other_names_are_not_segments() {
+        for name in [
+            "FS.0.wal",
+            "FS.000000001.wal",
+            "FS.0000000a.wal",
+            "fs.00000000.wal",
+            "FS.00000000.wal.tmp",
+            "FS.+0000000.wal",
+            "FS.00000000.WAL",
+            "",
+        ] {
+            assert_eq!(parse_segment_file_name(name), None, "{name}");
+        }
+    }
+}
