@@ -1,1 +1,27 @@
-//! placeholder
+//! fswal-backends: the storage backends of fswal, each a
+//! [`BlockDevice`](fswal_core::BlockDevice) (one segment) and a
+//! [`SegmentStore`](fswal_core::SegmentStore) (a numbered set of segments).
+//!
+//! | module | backend | needs |
+//! |---|---|---|
+//! | [`memory`] | `MemDevice` over any byte buffer; `MemStore`, a log in memory | nothing (`MemStore`: `std`) |
+//! | `file` | `FileDevice`, one segment file with positioned I/O and `fdatasync` | `std`, Unix |
+//! | `dir` | `DirStore`, a WAL directory of `FS.%08u.wal` files | `std`, Unix |
+//!
+//! Features: `std` (default) adds the file and directory backends and the in-memory
+//! store. Without it the crate is `no_std` and offers only the memory device, so that
+//! an embedded host depends on one backend crate whatever it runs on.
+
+#![no_std]
+#![deny(missing_docs)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod memory;
+
+#[cfg(feature = "std")]
+pub mod file;
+
+#[cfg(feature = "std")]
+pub mod dir;

@@ -176,7 +176,12 @@ impl Block {
     }
 
     /// Both checks: the block in slot `slot` is valid and follows the block before it.
-    pub fn verify(&self, slot: u32, prev_chained: u64, prev_last_event_id: u64) -> Result<(), Reason> {
+    pub fn verify(
+        &self,
+        slot: u32,
+        prev_chained: u64,
+        prev_last_event_id: u64,
+    ) -> Result<(), Reason> {
         self.check_alone(slot)?;
         self.check_link(Some(prev_chained), prev_last_event_id)
     }
@@ -284,7 +289,10 @@ mod tests {
         b.header = BlockHeader::new(&fields);
         assert_eq!(
             b.check_alone(0),
-            Err(Reason::FirstIdMismatch { header: 2, event: 1 })
+            Err(Reason::FirstIdMismatch {
+                header: 2,
+                event: 1
+            })
         );
     }
 

@@ -220,7 +220,10 @@ mod tests {
         });
         assert_eq!(block1.checksum(), 0xde5c_bb26_86d5_c672);
         assert_eq!(block1.check(1), Ok(()));
-        assert_eq!(block1.check(2), Err(Reason::BlockIndexMismatch { found: 1 }));
+        assert_eq!(
+            block1.check(2),
+            Err(Reason::BlockIndexMismatch { found: 1 })
+        );
     }
 
     #[test]
@@ -228,19 +231,31 @@ mod tests {
         let f = block0().fields();
         let with = |f: BlockFields| BlockHeader::new(&f).check(f.block_index);
         assert_eq!(
-            with(BlockFields { event_count: 0, ..f }),
+            with(BlockFields {
+                event_count: 0,
+                ..f
+            }),
             Err(Reason::BadEventCount { count: 0 })
         );
         assert_eq!(
-            with(BlockFields { event_count: 257, ..f }),
+            with(BlockFields {
+                event_count: 257,
+                ..f
+            }),
             Err(Reason::BadEventCount { count: 257 })
         );
         assert_eq!(
-            with(BlockFields { first_event_id: 0, ..f }),
+            with(BlockFields {
+                first_event_id: 0,
+                ..f
+            }),
             Err(Reason::ZeroFirstEventId)
         );
         assert_eq!(
-            with(BlockFields { first_event_id: 300, ..f }),
+            with(BlockFields {
+                first_event_id: 300,
+                ..f
+            }),
             Err(Reason::FirstAfterLast {
                 first: 300,
                 last: 256

@@ -52,7 +52,6 @@ pub fn chained_checksum(events: &[RequestEvent], prev_chained: u64) -> u64 {
     xxh64(events.as_bytes(), prev_chained)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

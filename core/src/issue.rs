@@ -222,7 +222,10 @@ impl fmt::Display for Reason {
             Self::BadEventCount { count } => write!(f, "event count {count} is not in 1..=256"),
             Self::ZeroFirstEventId => f.write_str("first event id is 0"),
             Self::FirstAfterLast { first, last } => {
-                write!(f, "first event id {first} is greater than last event id {last}")
+                write!(
+                    f,
+                    "first event id {first} is greater than last event id {last}"
+                )
             }
             Self::BlockIndexMismatch { found } => {
                 write!(f, "block index {found} does not match its slot")

@@ -49,6 +49,8 @@ pub mod replay;
 pub mod seek;
 pub mod segment_header;
 pub mod store;
+#[cfg(test)]
+mod testutil;
 pub mod writer;
 
 pub use block::Block;

@@ -64,9 +64,20 @@ pub const fn slots_in(len_bytes: u64) -> u32 {
     if slots > SEGMENT_BLOCKS_MAX as u64 {
         SEGMENT_BLOCKS_MAX
     } else {
-        // Cannot truncate: `slots <= SEGMENT_BLOCKS_MAX`, which is a u32.
-        slots as u32
+        // Exact: `slots <= SEGMENT_BLOCKS_MAX`, which is a u32 (`try_from` is not const).
+        #[allow(clippy::cast_possible_truncation)]
+        let slots = slots as u32;
+        slots
     }
+}
+
+/// How many bytes of block slot `slot` a segment of `len_bytes` bytes holds:
+/// `BLOCK_SIZE_BYTES` for a whole slot, fewer for a slot the segment ends inside, 0 for
+/// a slot past its end.
+#[must_use]
+pub fn slot_bytes_present(len_bytes: u64, slot: u32) -> usize {
+    let present = len_bytes.saturating_sub(block_offset_bytes(slot));
+    usize::try_from(present).map_or(BLOCK_SIZE_BYTES, |p| p.min(BLOCK_SIZE_BYTES))
 }
 
 /// Whether `blocks` is an allowed number of block slots for a new segment.
@@ -116,6 +127,19 @@ mod tests {
         assert_eq!(slots_in(64 + 16_448), 1);
         assert_eq!(slots_in(segment_size_bytes(16) + 100), 16);
         assert_eq!(slots_in(u64::MAX), SEGMENT_BLOCKS_MAX);
+    }
+
+    #[test]
+    fn slot_bytes_present_is_bounded_by_a_block() {
+        assert_eq!(slot_bytes_present(0, 0), 0);
+        assert_eq!(slot_bytes_present(64, 0), 0);
+        assert_eq!(slot_bytes_present(64 + 10, 0), 10);
+        assert_eq!(
+            slot_bytes_present(segment_size_bytes(2), 1),
+            BLOCK_SIZE_BYTES
+        );
+        assert_eq!(slot_bytes_present(segment_size_bytes(2), 2), 0);
+        assert_eq!(slot_bytes_present(u64::MAX, 3), BLOCK_SIZE_BYTES);
     }
 
     #[test]

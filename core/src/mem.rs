@@ -86,14 +86,18 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> MemDevice<S> {
     #[must_use]
     pub fn bytes(&self) -> &[u8] {
         let all = self.storage.as_ref();
-        let len = usize::try_from(self.len_bytes).unwrap_or(all.len()).min(all.len());
+        let len = usize::try_from(self.len_bytes)
+            .unwrap_or(all.len())
+            .min(all.len());
         all.get(..len).unwrap_or(all)
     }
 
     /// The readable bytes, mutably: for tests that damage an image in place.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         let all_len = self.storage.as_ref().len();
-        let len = usize::try_from(self.len_bytes).unwrap_or(all_len).min(all_len);
+        let len = usize::try_from(self.len_bytes)
+            .unwrap_or(all_len)
+            .min(all_len);
         let all = self.storage.as_mut();
         let (readable, _) = all.split_at_mut(len);
         readable
@@ -217,7 +221,9 @@ mod store {
     fn lock(shared: &Shared) -> MutexGuard<'_, MemDevice<Vec<u8>>> {
         // A panic while holding the lock cannot leave a MemDevice half-updated in a way
         // that matters here (each operation is one copy), so a poisoned lock is used as is.
-        shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     impl MemStore {
@@ -251,7 +257,9 @@ mod store {
 
         /// Removes segment `index`, returning its readable bytes.
         pub fn remove(&mut self, index: u32) -> Option<Vec<u8>> {
-            self.segments.remove(&index).map(|s| lock(&s).bytes().to_vec())
+            self.segments
+                .remove(&index)
+                .map(|s| lock(&s).bytes().to_vec())
         }
 
         /// A copy of the readable bytes of segment `index`.
@@ -262,13 +270,19 @@ mod store {
 
         /// Runs `f` on the readable bytes of segment `index`: for tests that damage a
         /// segment in place.
-        pub fn with_bytes_mut<R>(&mut self, index: u32, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        pub fn with_bytes_mut<R>(
+            &mut self,
+            index: u32,
+            f: impl FnOnce(&mut [u8]) -> R,
+        ) -> Option<R> {
             self.segments.get(&index).map(|s| f(lock(s).bytes_mut()))
         }
 
         /// Sets the readable length of segment `index`, as truncating a file would.
         pub fn set_len(&mut self, index: u32, len_bytes: u64) -> Option<Result<(), MemError>> {
-            self.segments.get(&index).map(|s| lock(s).set_len(len_bytes))
+            self.segments
+                .get(&index)
+                .map(|s| lock(s).set_len(len_bytes))
         }
 
         /// What recovery preserved before clearing it: `(segment, offset, bytes)`.
@@ -334,7 +348,12 @@ mod store {
             Ok(MemSegment { shared })
         }
 
-        fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), MemError> {
+        fn preserve(
+            &mut self,
+            index: u32,
+            offset_bytes: u64,
+            bytes: &[u8],
+        ) -> Result<(), MemError> {
             if self.read_only {
                 return Err(MemError {
                     kind: ErrorKind::PermissionDenied,

@@ -32,7 +32,11 @@ pub fn reference_fields(i: u64) -> Event {
         #[allow(clippy::cast_possible_truncation)]
         order_id: i as u32,
         event_type,
-        order_type: if i % 3 != 0 { OrderType::Limit } else { OrderType::Market },
+        order_type: if i % 3 != 0 {
+            OrderType::Limit
+        } else {
+            OrderType::Market
+        },
         side: if i % 2 == 1 { Side::Bid } else { Side::Ask },
     }
 }

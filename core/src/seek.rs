@@ -127,7 +127,10 @@ fn segment_first_id<S: SegmentStore>(store: &mut S, index: u32) -> Result<Option
 }
 
 /// The checked header state of segment `index`, or `None` when it is damaged.
-fn read_header<D: BlockDevice>(device: &mut D, index: u32) -> Result<Option<HeaderState>, D::Error> {
+fn read_header<D: BlockDevice>(
+    device: &mut D,
+    index: u32,
+) -> Result<Option<HeaderState>, D::Error> {
     if device.len_bytes() < SEGMENT_HEADER_SIZE_BYTES as u64 {
         return Ok(None);
     }

@@ -40,6 +40,10 @@ pub const SEGMENT_MAGIC: u16 = 0x4653;
 /// The only format version fswal reads and writes.
 pub const FORMAT_VERSION: u8 = 1;
 
+/// The `header_size` byte: the header's size, 64.
+const HEADER_SIZE_FIELD: u8 = 64;
+const _: () = assert!(HEADER_SIZE_FIELD as usize == SEGMENT_HEADER_SIZE_BYTES);
+
 /// The segment header exactly as it is stored.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(C, align(64))]
@@ -118,8 +122,7 @@ impl SegmentHeader {
         Self {
             magic: U16::new(SEGMENT_MAGIC),
             version: FORMAT_VERSION,
-            // The header size is 64, asserted above: it fits in a u8.
-            header_size: SEGMENT_HEADER_SIZE_BYTES as u8,
+            header_size: HEADER_SIZE_FIELD,
             segment_index: U32::new(segment_index),
             block_count: U32::ZERO,
             event_count: U32::ZERO,
@@ -244,7 +247,7 @@ impl SegmentHeader {
                 found: self.version,
             });
         }
-        if usize::from(self.header_size) != SEGMENT_HEADER_SIZE_BYTES {
+        if self.header_size != HEADER_SIZE_FIELD {
             return Err(Reason::BadHeaderSize {
                 found: self.header_size,
             });
@@ -407,7 +410,10 @@ mod tests {
             let mut bytes = [0u8; 64];
             bytes.copy_from_slice(base.as_bytes());
             bytes[bit / 8] ^= 1 << (bit % 8);
-            assert!(SegmentHeader::read_from(&bytes).check(0).is_err(), "bit {bit}");
+            assert!(
+                SegmentHeader::read_from(&bytes).check(0).is_err(),
+                "bit {bit}"
+            );
         }
     }
 
@@ -425,13 +431,34 @@ mod tests {
         assert!(seal(ok).is_ok());
         assert!(seal(SealedTotals::EMPTY).is_ok());
         for bad in [
-            SealedTotals { event_count: 513, ..ok },
-            SealedTotals { event_count: 1, ..ok },
-            SealedTotals { first_event_id: 0, ..ok },
-            SealedTotals { first_event_id: 400, ..ok },
-            SealedTotals { last_event_id: 100, ..ok },
-            SealedTotals { block_count: SEGMENT_BLOCKS_MAX + 1, ..ok },
-            SealedTotals { last_chained_checksum: 5, ..SealedTotals::EMPTY },
+            SealedTotals {
+                event_count: 513,
+                ..ok
+            },
+            SealedTotals {
+                event_count: 1,
+                ..ok
+            },
+            SealedTotals {
+                first_event_id: 0,
+                ..ok
+            },
+            SealedTotals {
+                first_event_id: 400,
+                ..ok
+            },
+            SealedTotals {
+                last_event_id: 100,
+                ..ok
+            },
+            SealedTotals {
+                block_count: SEGMENT_BLOCKS_MAX + 1,
+                ..ok
+            },
+            SealedTotals {
+                last_chained_checksum: 5,
+                ..SealedTotals::EMPTY
+            },
         ] {
             assert!(
                 matches!(seal(bad), Err(Reason::InconsistentSegmentHeader { .. })),

@@ -28,8 +28,8 @@ use crate::error::Error;
 use crate::event::RequestEvent;
 use crate::issue::Status;
 use crate::limits::{
-    BLOCK_EVENTS_MAX, BLOCK_SIZE_BYTES, SEGMENT_BLOCKS_DEFAULT, SEGMENT_INDEX_MAX,
-    block_offset_bytes, is_valid_segment_blocks, segment_size_bytes, slots_in,
+    BLOCK_EVENTS_MAX, SEGMENT_BLOCKS_DEFAULT, SEGMENT_INDEX_MAX, block_offset_bytes,
+    is_valid_segment_blocks, segment_size_bytes, slot_bytes_present, slots_in,
 };
 use crate::replay::{Mode, Replay, Summary, Tail};
 use crate::segment_header::{SealedTotals, SegmentHeader};
@@ -189,7 +189,12 @@ impl<D: BlockDevice> SegmentWriter<D> {
         let slot = self.next_slot;
         let prev_chain = self.chain;
         let chain = self.block.finalize(slot, self.fill, prev_chain);
-        if cfg!(debug_assertions) && self.block.verify(slot, prev_chain, self.last_event_id).is_err() {
+        if cfg!(debug_assertions)
+            && self
+                .block
+                .verify(slot, prev_chain, self.last_event_id)
+                .is_err()
+        {
             return Err(Error::LogicBug("finalized block does not verify"));
         }
         self.device
@@ -271,9 +276,15 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
     /// synced, and appending goes on from the last valid block. Any other problem
     /// (damage before the end, a sealed segment missing blocks, a damaged header)
     /// refuses with [`Error::Damaged`] and changes nothing.
-    pub fn open(mut store: S, clock: C, config: WriterConfig) -> Result<(Self, Recovery), Error<S::Error>> {
+    pub fn open(
+        mut store: S,
+        clock: C,
+        config: WriterConfig,
+    ) -> Result<(Self, Recovery), Error<S::Error>> {
         if !is_valid_segment_blocks(config.blocks_per_segment) {
-            return Err(Error::InvalidConfig("blocks_per_segment must be in 16..=524288"));
+            return Err(Error::InvalidConfig(
+                "blocks_per_segment must be in 16..=524288",
+            ));
         }
         let summary = Replay::new(&mut store, Mode::Strict).run(|_| {})?;
         let range = store.segment_range()?;
@@ -302,12 +313,13 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
                 .checked_add(1)
                 .ok_or(Error::SegmentIndexExhausted)?;
             if !tail.sealed {
-                let device = writer
-                    .store
-                    .open_segment(tail.segment)?
-                    .ok_or(Error::SegmentVanished {
-                        segment: tail.segment,
-                    })?;
+                let device =
+                    writer
+                        .store
+                        .open_segment(tail.segment)?
+                        .ok_or(Error::SegmentVanished {
+                            segment: tail.segment,
+                        })?;
                 let mut active = SegmentWriter::resume(device, &tail)?;
                 // What replay read may still be only in a cache: make it durable before
                 // calling it durable.
@@ -452,7 +464,8 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
 /// Whether the first problem of a truncated log is a torn tail recovery may clear:
 /// inside the last segment present, which is open, after its last valid block.
 fn is_clearable_tail(summary: &Summary, range: Option<(u32, u32)>) -> bool {
-    let (Some(issue), Some(tail), Some((_, last))) = (summary.first_issue, summary.tail, range) else {
+    let (Some(issue), Some(tail), Some((_, last))) = (summary.first_issue, summary.tail, range)
+    else {
         return false;
     };
     issue.segment == last
@@ -468,7 +481,9 @@ fn clear_torn_tail<S: SegmentStore>(
     summary: &Summary,
     index: u32,
 ) -> Result<ClearedTail, Error<S::Error>> {
-    let tail = summary.tail.ok_or(Error::LogicBug("torn tail without a tail"))?;
+    let tail = summary
+        .tail
+        .ok_or(Error::LogicBug("torn tail without a tail"))?;
     let mut device = store
         .open_segment(index)?
         .ok_or(Error::SegmentVanished { segment: index })?;
@@ -484,12 +499,10 @@ fn clear_torn_tail<S: SegmentStore>(
     // Bounded by the segment's slots (at most SEGMENT_BLOCKS_MAX, plus a partial one).
     for slot in tail.next_slot..=tail.slots {
         let offset = block_offset_bytes(slot);
-        if offset >= len_bytes {
+        let n = slot_bytes_present(len_bytes, slot);
+        if n == 0 {
             break;
         }
-        let present = (len_bytes - offset).min(BLOCK_SIZE_BYTES as u64);
-        // `present <= 16448`: the cast is exact.
-        let n = present as usize;
         let (bytes, _) = block.as_mut_bytes().split_at_mut(n);
         device.read_exact_at(offset, bytes)?;
         if bytes.iter().all(|&b| b == 0) {
@@ -498,7 +511,7 @@ fn clear_torn_tail<S: SegmentStore>(
         store.preserve(index, offset, bytes)?;
         device.write_all_at(offset, zeros.as_bytes().get(..n).unwrap_or(&[]))?;
         cleared.slots_cleared += 1;
-        cleared.bytes_preserved += present;
+        cleared.bytes_preserved += n as u64;
     }
     device.sync()?;
     Ok(cleared)

@@ -1,0 +1,837 @@
+//! The directory backend: [`DirStore`], a WAL as a directory of `FS.%08u.wal` files.
+//!
+//! A store is opened in one of three ways:
+//!
+//! - [`DirStore::open_read_only`]: to replay or verify. It creates and modifies
+//!   nothing, and its segments are opened read-only.
+//! - [`DirStore::open_for_append`]: to write. It creates the directory if needed and
+//!   holds an exclusive lock on `.fswal.lock` in it for as long as it lives, so two
+//!   writers never append to one WAL.
+//! - [`DirStore::single_segment`]: one segment file on its own, read-only, to verify a
+//!   file that may not even be in a WAL directory.
+//!
+//! Only regular files (symbolic links followed) named exactly `FS.` + 8 digits +
+//! `.wal` are segments; everything else in the directory (temporary files of a crashed
+//! creation, preserved torn tails, the lock file, notes) is ignored.
+//!
+//! Durability: a segment is created under a temporary name, fully allocated, written
+//! and synced, then renamed to its name, and the directory is synced. A crash leaves
+//! either the whole segment or none, plus at worst a stale `.tmp` file that the next
+//! creation of that segment removes.
+
+use std::format;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::vec::Vec;
+
+use fswal_core::BlockDevice;
+use fswal_core::SegmentStore;
+use fswal_core::limits::SEGMENT_INDEX_MAX;
+use fswal_core::store::{parse_segment_file_name, segment_file_name};
+
+use crate::file::{FileDevice, FileError, sync_dir};
+
+/// The name of the lock file a writer holds in the WAL directory.
+pub const LOCK_FILE_NAME: &str = ".fswal.lock";
+
+/// The most side files that [`SegmentStore::preserve`] makes for one segment and
+/// offset (`.torn-<offset>`, then `.1` to this number), before it gives up.
+pub const PRESERVE_COPIES_MAX: u32 = 1000;
+
+/// How many times `flock` is retried when a signal interrupts it.
+const LOCK_ATTEMPTS_MAX: u32 = 64;
+
+/// How a store was opened.
+#[derive(Debug)]
+enum Access {
+    /// Replay only: nothing is created or modified.
+    ReadOnly,
+    /// A writer's store, holding the lock file open (and locked) for its lifetime.
+    Append {
+        /// Never read: the lock lives as long as the descriptor does.
+        _lock: File,
+    },
+    /// One segment file with this index, read-only.
+    Single { index: u32 },
+}
+
+/// A WAL directory of `FS.%08u.wal` segment files (or, from
+/// [`DirStore::single_segment`], one segment file).
+#[derive(Debug)]
+pub struct DirStore {
+    /// The directory, or the file of a single-segment store.
+    path: PathBuf,
+    access: Access,
+}
+
+impl DirStore {
+    /// Opens the WAL directory `dir` to read it. The directory must exist; nothing in
+    /// it is created or modified, and no lock is taken (a reader may watch a live WAL).
+    pub fn open_read_only(dir: &Path) -> Result<Self, FileError> {
+        let metadata = fs::metadata(dir).map_err(|e| FileError::new("open", dir, None, e))?;
+        if !metadata.is_dir() {
+            return Err(not_a_directory(dir));
+        }
+        Ok(Self {
+            path: dir.to_path_buf(),
+            access: Access::ReadOnly,
+        })
+    }
+
+    /// Opens the WAL directory `dir` to append to it, creating it (and its missing
+    /// parents) if needed, and locks it against other writers until the store is
+    /// dropped. Fails if another store, in this process or another, holds the lock.
+    pub fn open_for_append(dir: &Path) -> Result<Self, FileError> {
+        create_dir_durably(dir)?;
+        let metadata = fs::metadata(dir).map_err(|e| FileError::new("open", dir, None, e))?;
+        if !metadata.is_dir() {
+            return Err(not_a_directory(dir));
+        }
+        let lock_path = dir.join(LOCK_FILE_NAME);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| FileError::new("open lock file", lock_path.as_path(), None, e))?;
+        lock_exclusive(&lock, dir, &lock_path)?;
+        Ok(Self {
+            path: dir.to_path_buf(),
+            access: Access::Append { _lock: lock },
+        })
+    }
+
+    /// A read-only store holding only the segment file `file`, for verifying one file.
+    ///
+    /// The segment's index is the one in the file name when the name is exactly
+    /// `FS.` + 8 digits + `.wal`; otherwise the `segment_index` field of the file's
+    /// header (bytes 4..8, little-endian) when the file holds at least 8 bytes, so that
+    /// a renamed copy still checks against its own header; otherwise 0.
+    pub fn single_segment(file: &Path) -> Result<Self, FileError> {
+        let metadata = fs::metadata(file).map_err(|e| FileError::new("open", file, None, e))?;
+        if !metadata.is_file() {
+            return Err(FileError::custom(
+                "open",
+                file,
+                None,
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        let from_name = file
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(parse_segment_file_name);
+        let index = match from_name {
+            Some(index) => index,
+            None => index_from_header(file)?,
+        };
+        Ok(Self {
+            path: file.to_path_buf(),
+            access: Access::Single { index },
+        })
+    }
+
+    /// The directory of the store, or the file of a single-segment store.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file segment `index` maps to (whether or not it exists); for a
+    /// single-segment store, its file, whatever `index` is.
+    ///
+    /// An index above [`SEGMENT_INDEX_MAX`] has no segment file name; it maps to the
+    /// same pattern with more digits, a name no segment can have.
+    #[must_use]
+    pub fn segment_path(&self, index: u32) -> PathBuf {
+        match self.access {
+            Access::Single { .. } => self.path.clone(),
+            Access::ReadOnly | Access::Append { .. } => match segment_file_name(index) {
+                Some(name) => self.path.join(name.as_str()),
+                None => self.path.join(format!("FS.{index:08}.wal")),
+            },
+        }
+    }
+
+    /// Whether segments may be created and tails preserved.
+    fn is_writable(&self) -> bool {
+        matches!(self.access, Access::Append { .. })
+    }
+
+    /// A `PermissionDenied` error for `op` on a store that is not open for append.
+    fn read_only_error(
+        &self,
+        op: &'static str,
+        path: &Path,
+        offset_bytes: Option<u64>,
+    ) -> FileError {
+        let message = match self.access {
+            Access::Single { .. } => "a single-segment store is read-only",
+            Access::ReadOnly | Access::Append { .. } => "the WAL is open read-only",
+        };
+        FileError::custom(
+            op,
+            path,
+            offset_bytes,
+            io::ErrorKind::PermissionDenied,
+            message,
+        )
+    }
+
+    /// The path of segment `index` in the directory, or an error for an index no
+    /// segment file name can hold.
+    fn named_segment_path(&self, op: &'static str, index: u32) -> Result<PathBuf, FileError> {
+        segment_file_name(index)
+            .map(|name| self.path.join(name.as_str()))
+            .ok_or_else(|| {
+                FileError::custom(
+                    op,
+                    self.path.as_path(),
+                    None,
+                    io::ErrorKind::InvalidInput,
+                    format!("segment index {index} is above {SEGMENT_INDEX_MAX}"),
+                )
+            })
+    }
+}
+
+impl SegmentStore for DirStore {
+    type Device = FileDevice;
+    type Error = FileError;
+
+    /// Lists the directory (on every call, so segments created by another process are
+    /// seen) and returns the lowest and highest index of the segment files in it.
+    fn segment_range(&mut self) -> Result<Option<(u32, u32)>, FileError> {
+        if let Access::Single { index } = self.access {
+            return Ok(Some((index, index)));
+        }
+        let entries = fs::read_dir(&self.path)
+            .map_err(|e| FileError::new("list", self.path.as_path(), None, e))?;
+        let mut range: Option<(u32, u32)> = None;
+        // Bounded by the directory's entries, which the file system holds finitely.
+        for entry in entries {
+            let entry = entry.map_err(|e| FileError::new("list", self.path.as_path(), None, e))?;
+            let name = entry.file_name();
+            let Some(index) = name.to_str().and_then(parse_segment_file_name) else {
+                continue;
+            };
+            let entry_path = entry.path();
+            // `fs::metadata` follows symbolic links: a link to a segment file is one.
+            match fs::metadata(&entry_path) {
+                Ok(metadata) if metadata.is_file() => {}
+                Ok(_) => continue,
+                // Removed since the listing, or a dangling link: not a segment.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(FileError::new("stat", entry_path, None, e)),
+            }
+            range = Some(match range {
+                None => (index, index),
+                Some((low, high)) => (low.min(index), high.max(index)),
+            });
+        }
+        Ok(range)
+    }
+
+    /// Opens segment `index` read-write in a store open for append, read-only
+    /// otherwise; `None` when there is no such regular file.
+    fn open_segment(&mut self, index: u32) -> Result<Option<FileDevice>, FileError> {
+        let path = match self.access {
+            Access::Single { index: own } if own != index => return Ok(None),
+            Access::Single { .. } => self.path.clone(),
+            Access::ReadOnly | Access::Append { .. } => match segment_file_name(index) {
+                Some(name) => self.path.join(name.as_str()),
+                None => return Ok(None),
+            },
+        };
+        // What `segment_range` does not list, this does not open: a directory or a
+        // dangling link under a segment's name is a missing segment.
+        match fs::metadata(&path) {
+            Ok(metadata) if metadata.is_file() => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(FileError::new("stat", path, None, e)),
+        }
+        let opened = if self.is_writable() {
+            FileDevice::open_read_write(&path)
+        } else {
+            FileDevice::open_read_only(&path)
+        };
+        match opened {
+            Ok(device) => Ok(Some(device)),
+            // Removed between the check and the open.
+            Err(e) if e.source.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates segment `index` under a temporary name, allocated, written and synced,
+    /// renames it into place and syncs the directory, so that it appears whole or not
+    /// at all.
+    fn create_segment(
+        &mut self,
+        index: u32,
+        size_bytes: u64,
+        initial: &[u8],
+    ) -> Result<FileDevice, FileError> {
+        let final_path = self.named_segment_path("create", index)?;
+        if !self.is_writable() {
+            return Err(self.read_only_error("create", &final_path, None));
+        }
+        match fs::symlink_metadata(&final_path) {
+            Ok(_) => {
+                return Err(FileError::custom(
+                    "create",
+                    final_path,
+                    None,
+                    io::ErrorKind::AlreadyExists,
+                    format!("segment {index} already exists"),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FileError::new("stat", final_path, None, e)),
+        }
+        let mut tmp_name = final_path.clone().into_os_string();
+        tmp_name.push(".tmp");
+        let tmp_path = PathBuf::from(tmp_name);
+        // A stale temporary file is what a crash during an earlier creation leaves; it
+        // never became the segment, so it holds nothing anyone acknowledged.
+        match fs::remove_file(&tmp_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FileError::new("remove stale", tmp_path, None, e)),
+        }
+        let mut device = FileDevice::create_preallocated(&tmp_path, size_bytes, initial)?;
+        // The lock keeps other fswal writers out, so nothing can have created the
+        // segment since the check above, and the rename does not replace anything.
+        if let Err(e) = fs::rename(&tmp_path, &final_path) {
+            // Best effort: the rename's error is the one to report.
+            let _ = fs::remove_file(&tmp_path);
+            return Err(FileError::new("rename", tmp_path, None, e));
+        }
+        // The descriptor follows the file through the rename; only its name changed.
+        device.set_path(final_path);
+        sync_dir(&self.path)?;
+        Ok(device)
+    }
+
+    /// Writes `bytes` to a new side file `FS.<index>.wal.torn-<offset, 12 digits>` (or
+    /// that name with `.1`, `.2`, ... when it exists) and makes it and its name
+    /// durable before returning.
+    fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), FileError> {
+        let segment_path = self.named_segment_path("preserve", index)?;
+        if !self.is_writable() {
+            return Err(self.read_only_error("preserve", &segment_path, Some(offset_bytes)));
+        }
+        let mut base = segment_path.into_os_string();
+        base.push(format!(".torn-{offset_bytes:012}"));
+        let mut made: Option<(File, PathBuf)> = None;
+        for copy in 0..=PRESERVE_COPIES_MAX {
+            let mut name = base.clone();
+            if copy > 0 {
+                name.push(format!(".{copy}"));
+            }
+            let path = PathBuf::from(name);
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => {
+                    made = Some((file, path));
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(FileError::new("preserve", path, Some(offset_bytes), e)),
+            }
+        }
+        let Some((mut file, path)) = made else {
+            return Err(FileError::custom(
+                "preserve",
+                PathBuf::from(base),
+                Some(offset_bytes),
+                io::ErrorKind::AlreadyExists,
+                format!("{PRESERVE_COPIES_MAX} preserved copies already exist"),
+            ));
+        };
+        let written = file
+            .write_all(bytes)
+            .map_err(|e| FileError::new("preserve", path.as_path(), Some(offset_bytes), e))
+            .and_then(|()| {
+                file.sync_all()
+                    .map_err(|e| FileError::new("sync", path.as_path(), None, e))
+            });
+        if let Err(e) = written {
+            // Best effort: a partial copy must not pass for a complete one.
+            drop(file);
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        sync_dir(&self.path)
+    }
+}
+
+/// The error for a path that should be a directory and is not.
+fn not_a_directory(path: &Path) -> FileError {
+    FileError::custom(
+        "open",
+        path,
+        None,
+        io::ErrorKind::InvalidInput,
+        "not a directory",
+    )
+}
+
+/// Creates `dir` and its missing parents, and makes each new name durable by syncing
+/// the directory that holds it (otherwise a crash could lose the WAL directory itself
+/// with every segment synced into it).
+fn create_dir_durably(dir: &Path) -> Result<(), FileError> {
+    // The missing directories, deepest first; bounded by the path's components.
+    let mut missing: Vec<&Path> = Vec::new();
+    for ancestor in dir.ancestors() {
+        if ancestor.as_os_str().is_empty() {
+            break;
+        }
+        match fs::symlink_metadata(ancestor) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(ancestor),
+            Err(e) => return Err(FileError::new("stat", ancestor, None, e)),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| FileError::new("create directory", dir, None, e))?;
+    for created in missing {
+        let parent = match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            // A relative path with one component lives in the current directory.
+            _ => Path::new("."),
+        };
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Takes an exclusive `flock` on `lock`, the open lock file at `lock_path` in `dir`,
+/// without waiting. The lock is released when the file is closed.
+fn lock_exclusive(lock: &File, dir: &Path, lock_path: &Path) -> Result<(), FileError> {
+    for _ in 0..LOCK_ATTEMPTS_MAX {
+        // SAFETY: `flock` only reads its integer arguments; the descriptor comes from
+        // `lock`, which is borrowed for the whole call, so it is open.
+        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EWOULDBLOCK) => {
+                return Err(FileError::custom(
+                    "lock",
+                    dir,
+                    None,
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "another process is writing to this WAL (lock held on {})",
+                        lock_path.display()
+                    ),
+                ));
+            }
+            _ => return Err(FileError::new("lock", lock_path, None, e)),
+        }
+    }
+    Err(FileError::custom(
+        "lock",
+        lock_path,
+        None,
+        io::ErrorKind::Interrupted,
+        "interrupted by signals too many times",
+    ))
+}
+
+/// The `segment_index` field of the header of the segment file at `path`, or 0 when
+/// the file is too short to hold it.
+fn index_from_header(path: &Path) -> Result<u32, FileError> {
+    let mut device = FileDevice::open_read_only(path)?;
+    if device.len_bytes() < 8 {
+        return Ok(0);
+    }
+    let mut head = [0u8; 8];
+    device.read_exact_at(0, &mut head)?;
+    let [_, _, _, _, b0, b1, b2, b3] = head;
+    Ok(u32::from_le_bytes([b0, b1, b2, b3]))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::string::ToString;
+    use std::vec;
+    use std::{eprintln, println};
+
+    use embedded_io::{Error as _, ErrorKind};
+    use fswal_core::limits::{SEGMENT_HEADER_SIZE_BYTES, segment_size_bytes};
+    use fswal_core::reference::reference_event;
+    use fswal_core::{Mode, Replay, Status, WalWriter, WriterConfig};
+
+    use super::*;
+
+    fn touch(path: &Path, bytes: &[u8]) {
+        fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn lists_only_valid_segment_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        touch(&dir.join("FS.00000003.wal"), b"a");
+        touch(&dir.join("FS.00000007.wal"), b"b");
+        // Decoys.
+        touch(&dir.join("FS.1.wal"), b"");
+        touch(&dir.join("FS.00000001.wal.tmp"), b"");
+        touch(&dir.join("FS.00000000.wal.torn-000000000064"), b"");
+        touch(&dir.join("notes.txt"), b"");
+        fs::create_dir(dir.join("FS.00000009.wal")).unwrap();
+        std::os::unix::fs::symlink(dir.join("nowhere"), dir.join("FS.00000010.wal")).unwrap();
+        // A link to a segment file is a segment.
+        std::os::unix::fs::symlink(dir.join("FS.00000003.wal"), dir.join("FS.00000002.wal"))
+            .unwrap();
+
+        let mut store = DirStore::open_read_only(dir).unwrap();
+        assert_eq!(store.segment_range().unwrap(), Some((2, 7)));
+        assert!(
+            store.open_segment(9).unwrap().is_none(),
+            "a directory is not a segment"
+        );
+        assert!(
+            store.open_segment(10).unwrap().is_none(),
+            "a dangling link is not a segment"
+        );
+        assert!(store.open_segment(5).unwrap().is_none());
+        assert!(store.open_segment(u32::MAX).unwrap().is_none());
+        let mut dev = store.open_segment(7).unwrap().unwrap();
+        assert!(!dev.is_writable());
+        let mut buf = [0u8; 1];
+        dev.read_exact_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"b");
+
+        // Listed again on every call.
+        touch(&dir.join("FS.00000011.wal"), b"c");
+        assert_eq!(store.segment_range().unwrap(), Some((2, 11)));
+    }
+
+    #[test]
+    fn empty_dir_has_no_segments() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = DirStore::open_read_only(tmp.path()).unwrap();
+        assert_eq!(store.segment_range().unwrap(), None);
+        assert!(store.open_segment(0).unwrap().is_none());
+        assert_eq!(store.path(), tmp.path());
+        assert_eq!(store.segment_path(3), tmp.path().join("FS.00000003.wal"));
+    }
+
+    #[test]
+    fn open_read_only_needs_an_existing_directory_and_creates_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("wal");
+        let e = DirStore::open_read_only(&missing).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: open: ", missing.display()))
+        );
+        assert!(!missing.exists());
+
+        let file = tmp.path().join("file");
+        touch(&file, b"");
+        let e = DirStore::open_read_only(&file).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: open: not a directory", file.display())
+        );
+
+        let _store = DirStore::open_read_only(tmp.path()).unwrap();
+        let names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("file")]);
+    }
+
+    #[test]
+    fn listing_a_removed_directory_names_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        fs::create_dir(&dir).unwrap();
+        let mut store = DirStore::open_read_only(&dir).unwrap();
+        fs::remove_dir(&dir).unwrap();
+        let e = store.segment_range().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: list: ", dir.display()))
+        );
+    }
+
+    #[test]
+    fn create_then_reopen_sees_the_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b/wal");
+        let size_bytes = segment_size_bytes(16);
+        {
+            let mut store = DirStore::open_for_append(&dir).unwrap();
+            assert_eq!(store.segment_range().unwrap(), None);
+            let mut dev = store.create_segment(4, size_bytes, b"initial").unwrap();
+            assert_eq!(dev.path(), dir.join("FS.00000004.wal"));
+            assert_eq!(dev.len_bytes(), size_bytes);
+            dev.write_all_at(1000, b"appended").unwrap();
+            dev.sync().unwrap();
+            assert!(!dir.join("FS.00000004.wal.tmp").exists());
+            assert_eq!(store.segment_range().unwrap(), Some((4, 4)));
+
+            let e = store.create_segment(4, size_bytes, b"again").unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+            assert!(e.to_string().contains("FS.00000004.wal"));
+
+            // Reopened through the writer's store, it is writable.
+            let dev = store.open_segment(4).unwrap().unwrap();
+            assert!(dev.is_writable());
+        }
+        let mut store = DirStore::open_read_only(&dir).unwrap();
+        assert_eq!(store.segment_range().unwrap(), Some((4, 4)));
+        let mut dev = store.open_segment(4).unwrap().unwrap();
+        assert!(!dev.is_writable());
+        assert_eq!(dev.len_bytes(), size_bytes);
+        let mut buf = [0u8; 7];
+        dev.read_exact_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"initial");
+        let mut buf = [0u8; 8];
+        dev.read_exact_at(1000, &mut buf).unwrap();
+        assert_eq!(&buf, b"appended");
+    }
+
+    #[test]
+    fn create_replaces_a_stale_temporary_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        touch(&tmp.path().join("FS.00000000.wal.tmp"), b"left by a crash");
+        let mut store = DirStore::open_for_append(tmp.path()).unwrap();
+        let mut dev = store.create_segment(0, 4096, b"new").unwrap();
+        let mut buf = [0u8; 4];
+        dev.read_exact_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"new\0");
+        assert!(!tmp.path().join("FS.00000000.wal.tmp").exists());
+        let e = store
+            .create_segment(SEGMENT_INDEX_MAX + 1, 4096, b"")
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn read_only_stores_refuse_to_create_or_preserve() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = DirStore::open_read_only(tmp.path()).unwrap();
+        let e = store.create_segment(0, 4096, b"").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("FS.00000000.wal"), "{e}");
+        let e = store.preserve(0, 64, b"torn").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("at offset 64"), "{e}");
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+
+        let file = tmp.path().join("FS.00000002.wal");
+        touch(&file, b"");
+        let mut single = DirStore::single_segment(&file).unwrap();
+        let e = single.create_segment(3, 4096, b"").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        let e = single.preserve(2, 0, b"x").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn a_second_writer_is_locked_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = DirStore::open_for_append(tmp.path()).unwrap();
+        let e = DirStore::open_for_append(tmp.path()).unwrap_err();
+        let lock_path = tmp.path().join(LOCK_FILE_NAME);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: lock: another process is writing to this WAL (lock held on {})",
+                tmp.path().display(),
+                lock_path.display()
+            )
+        );
+        // Readers are not locked out.
+        let _reader = DirStore::open_read_only(tmp.path()).unwrap();
+        drop(first);
+        let _second = DirStore::open_for_append(tmp.path()).unwrap();
+    }
+
+    #[test]
+    fn preserve_writes_a_durable_side_file_with_the_exact_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = DirStore::open_for_append(tmp.path()).unwrap();
+        let torn: Vec<u8> = (0..=255u8).cycle().take(16_448).collect();
+        store.preserve(3, 16_512, &torn).unwrap();
+        let side = tmp.path().join("FS.00000003.wal.torn-000000016512");
+        assert_eq!(fs::read(&side).unwrap(), torn);
+        // The same place again gets a numbered copy; the first is untouched.
+        store.preserve(3, 16_512, b"second").unwrap();
+        assert_eq!(fs::read(&side).unwrap(), torn);
+        assert_eq!(
+            fs::read(tmp.path().join("FS.00000003.wal.torn-000000016512.1")).unwrap(),
+            b"second"
+        );
+        // Side files are not segments.
+        assert_eq!(store.segment_range().unwrap(), None);
+    }
+
+    #[test]
+    fn single_segment_index_from_name_and_from_header() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut header = [0u8; 64];
+        header[4..8].copy_from_slice(&42u32.to_le_bytes());
+
+        let named = tmp.path().join("FS.00000005.wal");
+        touch(&named, &header);
+        let mut store = DirStore::single_segment(&named).unwrap();
+        assert_eq!(store.segment_range().unwrap(), Some((5, 5)));
+        assert_eq!(store.segment_path(5), named);
+        assert_eq!(store.path(), named);
+        assert!(store.open_segment(42).unwrap().is_none());
+        let dev = store.open_segment(5).unwrap().unwrap();
+        assert!(!dev.is_writable());
+        assert_eq!(dev.len_bytes(), 64);
+
+        let renamed = tmp.path().join("copy.wal");
+        touch(&renamed, &header);
+        let mut store = DirStore::single_segment(&renamed).unwrap();
+        assert_eq!(store.segment_range().unwrap(), Some((42, 42)));
+        assert_eq!(store.open_segment(42).unwrap().unwrap().path(), renamed);
+
+        let short = tmp.path().join("short.wal");
+        touch(&short, &header[..7]);
+        let mut store = DirStore::single_segment(&short).unwrap();
+        assert_eq!(store.segment_range().unwrap(), Some((0, 0)));
+
+        let missing = tmp.path().join("missing.wal");
+        let e = DirStore::single_segment(&missing).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.to_string().contains("missing.wal"));
+        let e = DirStore::single_segment(tmp.path()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+
+    const REFERENCE_EVENTS: u64 = 10_000;
+
+    /// Writes events 1..=`REFERENCE_EVENTS` of the reference stream to a new WAL in
+    /// `dir` with 16-block segments and a clock that always says 1, and closes it.
+    fn write_reference_log(dir: &Path) {
+        let store = DirStore::open_for_append(dir).unwrap();
+        let (mut writer, recovery) = WalWriter::open(
+            store,
+            || 1u64,
+            WriterConfig {
+                blocks_per_segment: 16,
+            },
+        )
+        .unwrap();
+        assert_eq!(recovery.summary.status, Status::Ok);
+        assert_eq!(recovery.cleared, None);
+        for i in 1..=REFERENCE_EVENTS {
+            writer.append(&reference_event(i)).unwrap();
+        }
+        assert_eq!(writer.close().unwrap(), REFERENCE_EVENTS);
+    }
+
+    #[test]
+    fn writer_and_replay_round_trip_over_a_dir_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_reference_log(tmp.path());
+
+        let mut ids = Vec::new();
+        let summary = Replay::new(DirStore::open_read_only(tmp.path()).unwrap(), Mode::Strict)
+            .run(|e| ids.push(e.event_id()))
+            .unwrap();
+        assert_eq!(summary.status, Status::Ok);
+        assert_eq!(summary.segments, 3);
+        assert_eq!(summary.events, REFERENCE_EVENTS);
+        assert_eq!(summary.first_issue, None);
+        assert!(ids.iter().copied().eq(1..=REFERENCE_EVENTS));
+
+        // Reopening for append after a clean close continues in a new segment.
+        let store = DirStore::open_for_append(tmp.path()).unwrap();
+        let (mut writer, recovery) = WalWriter::open(
+            store,
+            || 2u64,
+            WriterConfig {
+                blocks_per_segment: 16,
+            },
+        )
+        .unwrap();
+        assert_eq!(recovery.summary.last_event_id, Some(REFERENCE_EVENTS));
+        writer
+            .append(&reference_event(REFERENCE_EVENTS + 1))
+            .unwrap();
+        writer.close().unwrap();
+        let mut store = DirStore::open_read_only(tmp.path()).unwrap();
+        assert_eq!(store.segment_range().unwrap(), Some((0, 3)));
+    }
+
+    /// Bytes of a segment header that hold wall-clock times (`created_ts_ns`,
+    /// `closed_ts_ns`) or the checksum over them, which differ between any two runs.
+    const TIME_DEPENDENT_BYTES: core::ops::Range<usize> = 32..56;
+
+    #[test]
+    fn segments_match_the_cpp_recorder_vectors() {
+        let vectors =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/flashstrike-ref-3seg");
+        if !vectors.is_dir() {
+            println!("skipping: {} absent", vectors.display());
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        write_reference_log(tmp.path());
+
+        let mut findings = Vec::new();
+        for index in 0..3u32 {
+            let name = segment_file_name(index).unwrap();
+            let ours = fs::read(tmp.path().join(name.as_str())).unwrap();
+            let theirs = fs::read(vectors.join(name.as_str())).unwrap();
+            if ours.len() != theirs.len() {
+                findings.push(format!(
+                    "{name}: {} bytes, the vector has {}",
+                    ours.len(),
+                    theirs.len()
+                ));
+            }
+            let mut differing = ours
+                .iter()
+                .zip(&theirs)
+                .enumerate()
+                .filter(|&(offset, (a, b))| a != b && !TIME_DEPENDENT_BYTES.contains(&offset));
+            if let Some((offset, (a, b))) = differing.next() {
+                let more = differing.count();
+                let place = if offset < SEGMENT_HEADER_SIZE_BYTES {
+                    "segment header".to_string()
+                } else {
+                    let in_segment = offset - SEGMENT_HEADER_SIZE_BYTES;
+                    format!(
+                        "block slot {}, byte {} of the block",
+                        in_segment / fswal_core::limits::BLOCK_SIZE_BYTES,
+                        in_segment % fswal_core::limits::BLOCK_SIZE_BYTES
+                    )
+                };
+                findings.push(format!(
+                    "{name}: first difference at offset {offset} ({place}): ours {a:#04x}, vector {b:#04x}; {more} more differing bytes"
+                ));
+            }
+        }
+        for finding in &findings {
+            eprintln!("{finding}");
+        }
+        assert!(
+            findings.is_empty(),
+            "segments differ from the vectors: {findings:#?}"
+        );
+    }
+}
