@@ -856,6 +856,8 @@ const STEP_PASSES_MAX: u32 = 8;
 const _: () = assert!(BLOCK_HEADER_SIZE_BYTES <= BLOCK_SIZE_BYTES);
 
 #[cfg(test)]
+// Tests run on 64-bit hosts, where segment offsets fit in usize.
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use std::vec::Vec;
 

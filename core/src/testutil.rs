@@ -87,3 +87,101 @@ pub fn replay(store: &mut MemStore, mode: Mode, seek: Option<u64>) -> Replayed {
 pub fn ids(range: core::ops::RangeInclusive<u64>) -> Vec<u64> {
     range.collect()
 }
+
+/// A store over a [`MemStore`] whose devices fail every write or sync once `fail` is
+/// set: what a disk error looks like to the writer.
+pub struct FailingStore {
+    pub inner: MemStore,
+    pub fail_writes: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub fail_syncs: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A device of a [`FailingStore`].
+pub struct FailingDevice {
+    inner: crate::mem::MemSegment,
+    fail_writes: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    fail_syncs: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn io_error(op: &'static str) -> crate::mem::MemError {
+    crate::mem::MemError {
+        kind: crate::device::ErrorKind::Other,
+        op,
+        offset_bytes: 0,
+        len: 0,
+    }
+}
+
+impl FailingStore {
+    pub fn new(inner: MemStore) -> Self {
+        Self {
+            inner,
+            fail_writes: Default::default(),
+            fail_syncs: Default::default(),
+        }
+    }
+
+    fn wrap(&self, inner: crate::mem::MemSegment) -> FailingDevice {
+        FailingDevice {
+            inner,
+            fail_writes: self.fail_writes.clone(),
+            fail_syncs: self.fail_syncs.clone(),
+        }
+    }
+}
+
+impl crate::store::SegmentStore for FailingStore {
+    type Device = FailingDevice;
+    type Error = crate::mem::MemError;
+
+    fn segment_range(&mut self) -> Result<Option<(u32, u32)>, Self::Error> {
+        self.inner.segment_range()
+    }
+    fn open_segment(&mut self, index: u32) -> Result<Option<FailingDevice>, Self::Error> {
+        Ok(self.inner.open_segment(index)?.map(|d| self.wrap(d)))
+    }
+    fn create_segment(
+        &mut self,
+        index: u32,
+        size: u64,
+        initial: &[u8],
+    ) -> Result<FailingDevice, Self::Error> {
+        if self.fail_writes.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(io_error("create"));
+        }
+        let d = self.inner.create_segment(index, size, initial)?;
+        Ok(self.wrap(d))
+    }
+    fn preserve(&mut self, index: u32, offset: u64, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.inner.preserve(index, offset, bytes)
+    }
+}
+
+impl crate::device::BlockDevice for FailingDevice {
+    type Error = crate::mem::MemError;
+
+    fn write_granularity_bytes(&self) -> u32 {
+        self.inner.write_granularity_bytes()
+    }
+    fn len_bytes(&self) -> u64 {
+        self.inner.len_bytes()
+    }
+    fn capacity_bytes(&self) -> u64 {
+        self.inner.capacity_bytes()
+    }
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error> {
+        self.inner.read_exact_at(offset, buf)
+    }
+    fn write_all_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), Self::Error> {
+        if self.fail_writes.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(io_error("write"));
+        }
+        self.inner.write_all_at(offset, buf)
+    }
+    fn sync(&mut self) -> Result<(), Self::Error> {
+        if self.fail_syncs.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(io_error("sync"));
+        }
+        self.inner.sync()
+    }
+}
