@@ -24,7 +24,7 @@
 //! | [`error`] | errors |
 //! | [`limits`] | sizes and bounds, with their relations asserted |
 //! | [`mem`] | in-memory devices |
-//! | [`reference`] | the reference event stream of the known answers |
+//! | [`reference`](mod@reference) | the reference event stream of the known answers |
 //!
 //! Features: `std` adds [`mem::MemStore`], an in-memory segment store.
 

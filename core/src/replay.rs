@@ -40,8 +40,8 @@ use crate::error::Error;
 use crate::event::RequestEvent;
 use crate::issue::{Issue, Reason, Status};
 use crate::limits::{
-    BLOCK_HEADER_SIZE_BYTES, BLOCK_SIZE_BYTES, SEGMENT_HEADER_SIZE_BYTES, block_offset_bytes,
-    slot_bytes_present, slots_in,
+    BLOCK_HEADER_SIZE_BYTES, BLOCK_SIZE_BYTES, SEGMENT_BLOCKS_MAX, SEGMENT_HEADER_SIZE_BYTES,
+    block_offset_bytes, slot_bytes_present, slots_in,
 };
 use crate::segment_header::{HeaderState, SealedTotals, SegmentHeader};
 use crate::store::SegmentStore;
@@ -460,11 +460,12 @@ impl<S: SegmentStore> Replay<S> {
         let header = SegmentHeader::read_from(&raw);
         // A partial trailing slot is read too (and must be blank) unless a sealed header
         // says how many blocks there are.
-        let whole_or_partial = if block_offset_bytes(slots) < len_bytes {
-            slots.saturating_add(1)
-        } else {
-            slots
-        };
+        let whole_or_partial =
+            if slots < SEGMENT_BLOCKS_MAX && block_offset_bytes(slots) < len_bytes {
+                slots.saturating_add(1)
+            } else {
+                slots
+            };
         let (state, limit) = match header_result {
             Ok(HeaderState::Sealed(t)) => (Some(HeaderState::Sealed(t)), t.block_count),
             Ok(HeaderState::Open) => (Some(HeaderState::Open), whole_or_partial),
@@ -565,9 +566,18 @@ impl<S: SegmentStore> Replay<S> {
                 here,
             ))),
             SlotRead::Blank => {
-                // The end of an open segment, unless valid data follows the empty slot.
-                let min_id = self.last_event_id;
-                match self.find_valid_after(slot.saturating_add(1), min_id)? {
+                // The end of an open segment, unless valid data follows the empty slot in
+                // the same segment. (Valid data in a later segment is judged at the end
+                // of this one: an open segment may only be the last.)
+                let found = scan_slots(
+                    &mut cur.device,
+                    segment,
+                    slot.saturating_add(1),
+                    cur.slots,
+                    self.last_event_id,
+                    &mut self.buf,
+                )?;
+                match found {
                     Some(found) => Ok(Some(SlotOutcome::Hole(
                         issue(Reason::HoleBeforeData),
                         found,
@@ -1180,6 +1190,33 @@ mod tests {
         assert_eq!(r.ids, ids(1..=8192), "its blocks are valid and replayed");
         assert_eq!(only_issue(&r).reason, Reason::UnsealedSegmentNotLast);
         assert_eq!(r.summary.status, Status::Corrupt);
+    }
+
+    #[test]
+    fn open_segment_ending_early_then_another_segment_is_unsealed_not_a_hole() {
+        // Segment 0 is open, with 3 blocks and blank slots after them; segment 1 follows
+        // with ids after them. The blank slots are the end of segment 0, which was never
+        // sealed: that, not a hole, is the problem.
+        let mut store = write_events((1..=768).map(reference_event), 16, Some(768), false);
+        let sealed = write_events((769..=1000).map(reference_event), 16, None, true);
+        let mut image = sealed.image(0).unwrap();
+        let mut raw = [0u8; 64];
+        raw.copy_from_slice(&image[..64]);
+        let h = SegmentHeader::read_from(&raw);
+        let Ok(HeaderState::Sealed(totals)) = h.check(0) else {
+            panic!("segment 0 of a closed log is sealed");
+        };
+        let renumbered =
+            SegmentHeader::new_open(1, h.created_ts_ns()).sealed(&totals, h.closed_ts_ns());
+        image[..64].copy_from_slice(renumbered.as_bytes());
+        store.insert_image(1, image);
+
+        let r = replay(&mut store, Mode::Strict, None);
+        assert_eq!(r.ids, ids(1..=768));
+        assert_eq!(only_issue(&r).reason, Reason::UnsealedSegmentNotLast);
+        assert_eq!(r.summary.status, Status::Corrupt);
+        let d = replay(&mut store, Mode::Diagnostic, None);
+        assert_eq!(d.ids, ids(1..=1000));
     }
 
     #[test]

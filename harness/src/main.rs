@@ -1,1 +1,42 @@
-fn main() {}
+//! `fswal`: record, verify, dump and demonstrate FlashStrike write-ahead logs.
+//!
+//! Exit codes: 0 success (for `verify`: everything present is valid), 1 damage or
+//! truncation found, 2 usage or I/O errors.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use fswal_harness::cmd::{demo, dump, record, verify};
+
+#[derive(Parser, Debug)]
+#[command(name = "fswal", version, about = "FlashStrike write-ahead log tool")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Record a million events, crash mid-segment, recover, replay, and report.
+    Demo(demo::DemoArgs),
+    /// Append events of the reference stream to a WAL directory, then seal.
+    Record(record::RecordArgs),
+    /// Check a WAL directory or segment file against every rule of the format.
+    Verify(verify::VerifyArgs),
+    /// Print the verified events in order, one per line.
+    Dump(dump::DumpArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Record(a) => record::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Dump(a) => dump::run(a),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("fswal: {e}");
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,54 @@
+//! The error a command reports: one line, naming the file and the offset where there
+//! is one, and exit code 2.
+
+use std::fmt;
+use std::path::Path;
+
+use fswal_backends::dir::DirStore;
+use fswal_backends::file::FileError;
+
+use crate::source::issue_line;
+
+/// A one-line error message; the command exits with code 2.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl CliError {
+    /// An error with `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    /// An error about `path`.
+    pub fn at(path: &Path, message: impl fmt::Display) -> Self {
+        Self(format!("{}: {message}", path.display()))
+    }
+
+    /// An error of the core writer or replay over `store`, with damage described by
+    /// file and offset.
+    pub fn from_core(store: &DirStore, e: fswal_core::Error<FileError>) -> Self {
+        match e {
+            fswal_core::Error::Damaged { issue, status } => Self(format!(
+                "{}; the log is {status} there, refusing to append (nothing was changed)",
+                issue_line(store, &issue)
+            )),
+            fswal_core::Error::Device(e) => Self(e.to_string()),
+            other => Self::at(store.path(), other),
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One line, whatever the parts said.
+        f.write_str(&self.0.replace('\n', " "))
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl From<FileError> for CliError {
+    fn from(e: FileError) -> Self {
+        Self(e.to_string())
+    }
+}

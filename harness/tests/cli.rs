@@ -1,0 +1,393 @@
+//! Guards the stable contracts of the `fswal` command line: exit codes, the JSON
+//! report of `verify`, the output of `dump`, one-line errors naming the file and the
+//! offset for bad input, no panics, and inputs left exactly as they were.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const FSWAL: &str = env!("CARGO_BIN_EXE_fswal");
+const BLOCK: u64 = 16_448;
+
+fn fswal(args: &[&str]) -> Output {
+    let out = Command::new(FSWAL).args(args).output().expect("run fswal");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked"),
+        "fswal {args:?} panicked: {stderr}"
+    );
+    out
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exit code")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("utf-8 stderr")
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// A WAL of `events` reference events, 16 blocks per segment, in a new tempdir.
+fn recorded(events: u64) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("wal");
+    let out = fswal(&[
+        "record",
+        "--dir",
+        p(&dir),
+        "--events",
+        &events.to_string(),
+        "--blocks-per-segment",
+        "16",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    (tmp, dir)
+}
+
+/// Every file under `dir` and its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fs::read_dir(dir)
+        .expect("list")
+        .map(|e| {
+            let path = e.expect("entry").path();
+            let bytes = fs::read(&path).unwrap_or_default();
+            (path, bytes)
+        })
+        .collect()
+}
+
+/// Runs `fswal record` with `args` on `dir`, which must refuse: exit code 2, one line
+/// on stderr (returned), and every file of `dir` left exactly as it was.
+fn refused_record(dir: &Path, args: &[&str]) -> String {
+    let before = snapshot(dir);
+    let mut all = vec!["record", "--dir", p(dir)];
+    all.extend_from_slice(args);
+    let out = fswal(&all);
+    assert_eq!(code(&out), 2, "{args:?}");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(snapshot(dir), before, "a refused record changed the WAL");
+    err
+}
+
+fn json(out: &Output) -> Value {
+    let text = stdout(out);
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "one JSON object on one line: {text}"
+    );
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+fn patch(path: &Path, offset: u64, bytes: &[u8]) {
+    let mut all = fs::read(path).expect("read");
+    let at = usize::try_from(offset).expect("offset");
+    all[at..at + bytes.len()].copy_from_slice(bytes);
+    fs::write(path, all).expect("write");
+}
+
+#[test]
+fn verify_ok_reports_every_field() {
+    let (_tmp, dir) = recorded(10_000);
+    let out = fswal(&["verify", "--json", p(&dir)]);
+    assert_eq!(code(&out), 0);
+    let v = json(&out);
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["segments"], 3);
+    assert_eq!(v["blocks"], 40);
+    assert_eq!(v["events"], 10_000);
+    assert_eq!(v["first_event_id"], 1);
+    assert_eq!(v["last_event_id"], 10_000);
+    assert_eq!(v["skipped_blocks"], 0);
+    assert_eq!(v["open_segment"], false);
+    assert_eq!(v["issues"], Value::Array(vec![]));
+
+    let text = fswal(&["verify", p(&dir)]);
+    assert_eq!(code(&text), 0);
+    assert!(stdout(&text).starts_with("ok: 3 segments, 40 blocks, 10000 events"));
+}
+
+#[test]
+fn damage_in_the_middle_is_corrupt_and_named_by_file_and_offset() {
+    let (_tmp, dir) = recorded(10_000);
+    let seg1 = dir.join("FS.00000001.wal");
+    let at = 64 + 5 * BLOCK + 64 + 20;
+    patch(&seg1, at, &[0xff]);
+    let before = snapshot(&dir);
+
+    let out = fswal(&["verify", "--json", p(&dir)]);
+    assert_eq!(code(&out), 1);
+    let v = json(&out);
+    assert_eq!(v["status"], "corrupt");
+    assert_eq!(v["events"], 4096 + 5 * 256);
+    let issue = &v["issues"][0];
+    assert_eq!(issue["segment"], 1);
+    assert_eq!(issue["block"], 5);
+    assert_eq!(issue["offset"], 64 + 5 * BLOCK);
+    assert!(
+        issue["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("block checksum mismatch")
+    );
+
+    let diag = json(&fswal(&[
+        "verify",
+        "--json",
+        "--mode",
+        "diagnostic",
+        p(&dir),
+    ]));
+    assert_eq!(diag["status"], "corrupt");
+    assert_eq!(
+        diag["events"],
+        10_000 - 256,
+        "diagnostic mode salvages all but the bad block"
+    );
+    assert_eq!(diag["last_event_id"], 10_000);
+
+    let text = fswal(&["verify", p(&dir)]);
+    let first = stdout(&text).lines().next().expect("a line").to_string();
+    assert!(
+        first.contains("FS.00000001.wal: offset 82304 (block 5): block checksum mismatch"),
+        "{first}"
+    );
+    assert_eq!(snapshot(&dir), before, "verify modified its input");
+}
+
+#[test]
+fn torn_tail_is_truncated() {
+    let (_tmp, dir) = recorded(10_000);
+    // The last block of the last segment (block 7 of segment 2, 16 events): its
+    // sectors after the first 512 bytes never reached the disk.
+    let seg2 = dir.join("FS.00000002.wal");
+    patch(&seg2, 64 + 7 * BLOCK + 512, &[0u8; 8192]);
+    let v = json(&fswal(&["verify", "--json", p(&dir)]));
+    assert_eq!(v["status"], "truncated");
+    assert_eq!(v["events"], 8192 + 7 * 256);
+    assert_eq!(v["issues"][0]["block"], 7);
+}
+
+#[test]
+fn missing_segment_is_reported() {
+    let (_tmp, dir) = recorded(10_000);
+    fs::remove_file(dir.join("FS.00000001.wal")).expect("rm");
+    let out = fswal(&["verify", p(&dir)]);
+    assert_eq!(code(&out), 1);
+    let first = stdout(&out).lines().next().expect("a line").to_string();
+    assert!(
+        first.ends_with("FS.00000001.wal: offset 0: segment file is missing"),
+        "{first}"
+    );
+}
+
+#[test]
+fn bad_inputs_get_one_line_errors_naming_the_file() {
+    let (tmp, dir) = recorded(1000);
+    // Not a WAL: an empty directory, a text file, a path that does not exist.
+    let empty = tmp.path().join("empty");
+    fs::create_dir(&empty).expect("mkdir");
+    let text = tmp.path().join("notes.txt");
+    fs::write(
+        &text,
+        "this is not a write-ahead log, just some words\n".repeat(4),
+    )
+    .expect("write");
+    let missing = tmp.path().join("nope");
+    for (path, needle) in [
+        (&empty, "not a WAL"),
+        (&text, "offset 0: bad magic"),
+        (&missing, "No such file"),
+    ] {
+        let out = fswal(&["verify", p(path)]);
+        assert_eq!(code(&out), 2, "{}", p(path));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(p(path)) && err.contains(needle), "{err}");
+        let out = fswal(&["dump", p(path)]);
+        assert_eq!(code(&out), 2, "{}", p(path));
+    }
+
+    // A wrong version and a truncated file: damage, named by file and offset.
+    let seg0 = dir.join("FS.00000000.wal");
+    let copy = tmp.path().join("copy.wal");
+    fs::copy(&seg0, &copy).expect("copy");
+    patch(&copy, 2, &[2]);
+    let out = fswal(&["verify", p(&copy)]);
+    assert_eq!(code(&out), 1);
+    assert!(stdout(&out).contains(&format!(
+        "{}: offset 0: unsupported format version 2",
+        p(&copy)
+    )));
+    fs::copy(&seg0, &copy).expect("copy");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&copy)
+        .expect("open")
+        .set_len(64 + 2 * BLOCK + 100)
+        .expect("truncate");
+    let out = fswal(&["verify", "--json", p(&copy)]);
+    assert_eq!(code(&out), 1);
+    let v = json(&out);
+    assert_eq!(v["status"], "truncated");
+    assert_eq!(v["events"], 512);
+    assert_eq!(v["issues"][0]["offset"], 64 + 2 * BLOCK + 100);
+
+    // Usage errors.
+    assert_eq!(code(&fswal(&["verify"])), 2);
+    assert_eq!(code(&fswal(&["verify", "--mode", "lenient", p(&dir)])), 2);
+    assert_eq!(code(&fswal(&["bogus"])), 2);
+}
+
+#[test]
+fn dump_prints_events_in_the_format_names() {
+    let (_tmp, dir) = recorded(600);
+    let out = fswal(&["dump", "--limit", "3", p(&dir)]);
+    assert_eq!(code(&out), 0);
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let e3 = &lines[2];
+    let keys: Vec<&str> = e3
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for key in [
+        "event_id",
+        "timestamp",
+        "price",
+        "quantity",
+        "user_id",
+        "order_id",
+        "type",
+        "order_type",
+        "side",
+    ] {
+        assert!(keys.contains(&key), "missing {key}");
+    }
+    assert_eq!(e3["event_id"], 3);
+    assert_eq!(e3["timestamp"], 1003);
+    assert_eq!(e3["price"], 21);
+    assert_eq!(e3["quantity"], 4);
+    assert_eq!(e3["user_id"], 3);
+    assert_eq!(e3["order_id"], 3);
+    assert_eq!(e3["type"], "CANCEL_ORDER");
+    assert_eq!(e3["order_type"], "MARKET");
+    assert_eq!(e3["side"], "BID");
+
+    let csv = stdout(&fswal(&[
+        "dump",
+        "--format",
+        "csv",
+        "--from",
+        "599",
+        p(&dir),
+    ]));
+    assert_eq!(
+        csv,
+        "event_id,timestamp,price,quantity,user_id,order_id,type,order_type,side\n\
+         599,1599,4193,100,4,599,CANCEL_ORDER,LIMIT,BID\n\
+         600,1600,4200,1,5,600,NEW_ORDER,MARKET,ASK\n"
+    );
+    let all = stdout(&fswal(&["dump", p(&dir)]));
+    assert_eq!(all.lines().count(), 600);
+    let from = stdout(&fswal(&["dump", "--from", "257", "--limit", "1", p(&dir)]));
+    assert!(from.starts_with(r#"{"event_id":257,"#), "{from}");
+}
+
+#[test]
+fn dump_of_a_damaged_log_prints_the_valid_prefix_and_exits_1() {
+    let (_tmp, dir) = recorded(1000);
+    let seg0 = dir.join("FS.00000000.wal");
+    patch(&seg0, 64 + 2 * BLOCK, &[0x42]);
+    let before = snapshot(&dir);
+    let out = fswal(&["dump", p(&dir)]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(stdout(&out).lines().count(), 512);
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: offset {} (block 2)",
+            p(&seg0),
+            64 + 2 * BLOCK
+        )),
+        "{err}"
+    );
+    assert_eq!(snapshot(&dir), before, "dump modified its input");
+}
+
+#[test]
+fn record_seals_and_keeps_ids_increasing() {
+    let (_tmp, dir) = recorded(300);
+    let v = json(&fswal(&["verify", "--json", p(&dir)]));
+    assert_eq!(
+        (v["events"].as_u64(), v["open_segment"].as_bool()),
+        (Some(300), Some(false))
+    );
+
+    let err = refused_record(&dir, &["--events", "10", "--start-id", "300"]);
+    assert!(
+        err.contains(p(&dir)) && err.contains("--start-id 301"),
+        "{err}"
+    );
+
+    let out = fswal(&[
+        "record",
+        "--dir",
+        p(&dir),
+        "--events",
+        "10",
+        "--start-id",
+        "301",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v = json(&fswal(&["verify", "--json", p(&dir)]));
+    assert_eq!(
+        (v["events"].as_u64(), v["last_event_id"].as_u64()),
+        (Some(310), Some(310))
+    );
+
+    for bad in [["--blocks-per-segment", "15"], ["--start-id", "0"]] {
+        let out = fswal(&["record", "--dir", p(&dir), "--events", "1", bad[0], bad[1]]);
+        assert_eq!(code(&out), 2, "{bad:?}");
+    }
+}
+
+#[test]
+fn record_refuses_a_damaged_wal_and_changes_nothing() {
+    let (_tmp, dir) = recorded(10_000);
+    patch(&dir.join("FS.00000000.wal"), 64 + 3 * BLOCK + 100, &[0x99]);
+    let err = refused_record(&dir, &["--events", "1", "--start-id", "10001"]);
+    assert!(
+        err.contains("FS.00000000.wal: offset 49408 (block 3)")
+            && err.contains("refusing to append"),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_passes() {
+    let out = fswal(&["demo", "--events", "100000"]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    assert!(text.contains("demo passed"));
+    assert!(text.contains("no acknowledged event lost"));
+    assert!(!text.contains("FAILED"));
+}
