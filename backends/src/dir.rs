@@ -786,7 +786,11 @@ mod tests {
         let vectors =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/flashstrike-ref-3seg");
         if !vectors.is_dir() {
-            println!("skipping: {} absent", vectors.display());
+            // Straight to stderr: libtest captures `println!`, and a skip must be seen.
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("skipping: {} absent\n", vectors.display()),
+            );
             return;
         }
         let tmp = tempfile::tempdir().unwrap();

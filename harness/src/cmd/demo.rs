@@ -204,6 +204,12 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     if let Some(c) = &recovery.cleared {
         println!("         {}", cleared_line(writer.store(), c));
     }
+    println!(
+        "         {} events lost: {} in torn or unsynced blocks, {} only in memory",
+        thousands(n - recovered),
+        thousands(on_disk - recovered),
+        thousands(n - on_disk)
+    );
     checks.check(
         recovered >= durable,
         format!(
