@@ -466,7 +466,7 @@ fn index_from_header(path: &Path) -> Result<u32, FileError> {
 mod tests {
     use std::string::ToString;
     use std::vec;
-    use std::{eprintln, println};
+    use std::eprintln;
 
     use embedded_io::{Error as _, ErrorKind};
     use fswal_core::limits::{SEGMENT_HEADER_SIZE_BYTES, segment_size_bytes};
