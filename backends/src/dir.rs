@@ -23,6 +23,7 @@ use std::format;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::vec::Vec;
 
@@ -31,7 +32,7 @@ use fswal_core::SegmentStore;
 use fswal_core::limits::SEGMENT_INDEX_MAX;
 use fswal_core::store::{parse_segment_file_name, segment_file_name};
 
-use crate::file::{FileDevice, FileError, sync_dir};
+use crate::file::{FileDevice, FileError, SegmentFile, sync_dir};
 
 /// The name of the lock file a writer holds in the WAL directory.
 pub const LOCK_FILE_NAME: &str = ".fswal.lock";
@@ -58,15 +59,22 @@ enum Access {
 }
 
 /// A WAL directory of `FS.%08u.wal` segment files (or, from
-/// [`DirStore::single_segment`], one segment file).
+/// [`SegmentDir::single_segment`], one segment file), whose segments are devices of
+/// kind `D`.
 #[derive(Debug)]
-pub struct DirStore {
+pub struct SegmentDir<D> {
     /// The directory, or the file of a single-segment store.
     path: PathBuf,
     access: Access,
+    /// The device kind of the segments: a type only, no value.
+    device: PhantomData<fn() -> D>,
 }
 
-impl DirStore {
+/// A WAL directory whose segments are [`FileDevice`]s (positioned I/O through the page
+/// cache): the default backend.
+pub type DirStore = SegmentDir<FileDevice>;
+
+impl<D: SegmentFile> SegmentDir<D> {
     /// Opens the WAL directory `dir` to read it. The directory must exist; nothing in
     /// it is created or modified, and no lock is taken (a reader may watch a live WAL).
     pub fn open_read_only(dir: &Path) -> Result<Self, FileError> {
@@ -77,6 +85,7 @@ impl DirStore {
         Ok(Self {
             path: dir.to_path_buf(),
             access: Access::ReadOnly,
+            device: PhantomData,
         })
     }
 
@@ -101,6 +110,7 @@ impl DirStore {
         Ok(Self {
             path: dir.to_path_buf(),
             access: Access::Append { _lock: lock },
+            device: PhantomData,
         })
     }
 
@@ -132,6 +142,7 @@ impl DirStore {
         Ok(Self {
             path: file.to_path_buf(),
             access: Access::Single { index },
+            device: PhantomData,
         })
     }
 
@@ -199,8 +210,8 @@ impl DirStore {
     }
 }
 
-impl SegmentStore for DirStore {
-    type Device = FileDevice;
+impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
+    type Device = D;
     type Error = FileError;
 
     /// Lists the directory (on every call, so segments created by another process are
@@ -238,7 +249,7 @@ impl SegmentStore for DirStore {
 
     /// Opens segment `index` read-write in a store open for append, read-only
     /// otherwise; `None` when there is no such regular file.
-    fn open_segment(&mut self, index: u32) -> Result<Option<FileDevice>, FileError> {
+    fn open_segment(&mut self, index: u32) -> Result<Option<D>, FileError> {
         let path = match self.access {
             Access::Single { index: own } if own != index => return Ok(None),
             Access::Single { .. } => self.path.clone(),
@@ -255,11 +266,7 @@ impl SegmentStore for DirStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(FileError::new("stat", path, None, e)),
         }
-        let opened = if self.is_writable() {
-            FileDevice::open_read_write(&path)
-        } else {
-            FileDevice::open_read_only(&path)
-        };
+        let opened = D::open(&path, self.is_writable());
         match opened {
             Ok(device) => Ok(Some(device)),
             // Removed between the check and the open.
@@ -276,7 +283,7 @@ impl SegmentStore for DirStore {
         index: u32,
         size_bytes: u64,
         initial: &[u8],
-    ) -> Result<FileDevice, FileError> {
+    ) -> Result<D, FileError> {
         let final_path = self.named_segment_path("create", index)?;
         if !self.is_writable() {
             return Err(self.read_only_error("create", &final_path, None));
@@ -304,7 +311,7 @@ impl SegmentStore for DirStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(FileError::new("remove stale", tmp_path, None, e)),
         }
-        let mut device = FileDevice::create_preallocated(&tmp_path, size_bytes, initial)?;
+        let mut device = D::create(&tmp_path, size_bytes, initial)?;
         // The lock keeps other fswal writers out, so nothing can have created the
         // segment since the check above, and the rename does not replace anything.
         if let Err(e) = fs::rename(&tmp_path, &final_path) {

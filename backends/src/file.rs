@@ -212,12 +212,6 @@ impl FileDevice {
         self.writable
     }
 
-    /// Gives the device a new path after its file was renamed, so that its errors name
-    /// the file as it is now called.
-    pub(crate) fn set_path(&mut self, path: PathBuf) {
-        self.path = path;
-    }
-
     fn from_file(file: File, path: PathBuf, writable: bool) -> Result<Self, FileError> {
         let metadata = file
             .metadata()
@@ -335,6 +329,51 @@ impl BlockDevice for FileDevice {
         self.file
             .sync_data()
             .map_err(|e| self.error("sync", None, e))
+    }
+}
+
+
+/// A kind of segment file device: how a [`DirStore`](crate::dir::DirStore) opens and
+/// creates the files of its segments. [`FileDevice`] (positioned I/O through the page
+/// cache) is one; the mmap and `O_DIRECT` devices are others.
+pub trait SegmentFile: BlockDevice<Error = FileError> + Sized {
+    /// Opens the existing segment file at `path`, read-only unless `writable`. A
+    /// read-only device never modifies the file.
+    fn open(path: &Path, writable: bool) -> Result<Self, FileError>;
+
+    /// Creates a new file at `path` (failing if it exists), `size_bytes` long and
+    /// really allocated, holding `initial` at offset 0 and zeros after it, synced with
+    /// its size; returns it open for writing. The store renames it into place.
+    fn create(path: &Path, size_bytes: u64, initial: &[u8]) -> Result<Self, FileError>;
+
+    /// The path the device names in its errors.
+    fn path(&self) -> &Path;
+
+    /// Records that the file was renamed to `path`; the open descriptor is unchanged.
+    fn set_path(&mut self, path: PathBuf);
+}
+
+impl SegmentFile for FileDevice {
+    fn open(path: &Path, writable: bool) -> Result<Self, FileError> {
+        if writable {
+            Self::open_read_write(path)
+        } else {
+            Self::open_read_only(path)
+        }
+    }
+
+    fn create(path: &Path, size_bytes: u64, initial: &[u8]) -> Result<Self, FileError> {
+        Self::create_preallocated(path, size_bytes, initial)
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Gives the device a new path after its file was renamed, so that its errors name
+    /// the file as it is now called.
+    fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
     }
 }
 
