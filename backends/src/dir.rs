@@ -22,20 +22,29 @@
 use std::format;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::marker::PhantomData;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::vec::Vec;
 
 use fswal_core::BlockDevice;
 use fswal_core::SegmentStore;
-use fswal_core::limits::SEGMENT_INDEX_MAX;
+use fswal_core::checkpoint::CHECKPOINT_SIZE_BYTES;
+use fswal_core::limits::{SEGMENT_HEADER_SIZE_BYTES, SEGMENT_INDEX_MAX};
+use fswal_core::segment_header::{HeaderState, SegmentHeader};
 use fswal_core::store::{parse_segment_file_name, segment_file_name};
 
 use crate::file::{FileDevice, FileError, SegmentFile, sync_dir};
+use crate::lz4::{COMPRESSED_SUFFIX, Lz4Device, MAGIC as LZ4_MAGIC, compress_segment};
 
 /// The name of the lock file a writer holds in the WAL directory.
 pub const LOCK_FILE_NAME: &str = ".fswal.lock";
+
+/// The checkpoint file in a WAL directory (see [`fswal_core::checkpoint`]).
+pub const CHECKPOINT_FILE_NAME: &str = "fswal.meta";
+
+/// The temporary name a new checkpoint is written under before it is renamed.
+const CHECKPOINT_TMP_NAME: &str = "fswal.meta.tmp";
 
 /// The most side files that [`SegmentStore::preserve`] makes for one segment and
 /// offset (`.torn-<offset>`, then `.1` to this number), before it gives up.
@@ -66,8 +75,106 @@ pub struct SegmentDir<D> {
     /// The directory, or the file of a single-segment store.
     path: PathBuf,
     access: Access,
+    /// Whether a sealed segment is replaced by its LZ4 container.
+    compress_sealed: bool,
     /// The device kind of the segments: a type only, no value.
     device: PhantomData<fn() -> D>,
+}
+
+/// A segment of a WAL directory: its file as written (`FS.%08u.wal`), opened as a
+/// device of kind `D`, or its compressed copy (`FS.%08u.wal.lz4`), read-only.
+#[derive(Debug)]
+pub enum DirSegment<D> {
+    /// The segment file itself.
+    Raw(D),
+    /// The LZ4 container of a sealed segment, decompressed as it is read.
+    Compressed(Lz4Device),
+}
+
+impl<D: SegmentFile> DirSegment<D> {
+    /// The file the segment is read from.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Raw(d) => d.path(),
+            Self::Compressed(d) => d.path(),
+        }
+    }
+
+    /// The raw segment device, or `None` for a compressed segment.
+    #[must_use]
+    pub fn raw(&self) -> Option<&D> {
+        match self {
+            Self::Raw(d) => Some(d),
+            Self::Compressed(_) => None,
+        }
+    }
+}
+
+impl<D: BlockDevice<Error = FileError>> BlockDevice for DirSegment<D> {
+    type Error = FileError;
+
+    fn write_granularity_bytes(&self) -> u32 {
+        match self {
+            Self::Raw(d) => d.write_granularity_bytes(),
+            Self::Compressed(d) => d.write_granularity_bytes(),
+        }
+    }
+    fn len_bytes(&self) -> u64 {
+        match self {
+            Self::Raw(d) => d.len_bytes(),
+            Self::Compressed(d) => d.len_bytes(),
+        }
+    }
+    fn capacity_bytes(&self) -> u64 {
+        match self {
+            Self::Raw(d) => d.capacity_bytes(),
+            Self::Compressed(d) => d.capacity_bytes(),
+        }
+    }
+    fn read_exact_at(&mut self, offset_bytes: u64, buf: &mut [u8]) -> Result<(), FileError> {
+        match self {
+            Self::Raw(d) => d.read_exact_at(offset_bytes, buf),
+            Self::Compressed(d) => d.read_exact_at(offset_bytes, buf),
+        }
+    }
+    fn write_all_at(&mut self, offset_bytes: u64, buf: &[u8]) -> Result<(), FileError> {
+        match self {
+            Self::Raw(d) => d.write_all_at(offset_bytes, buf),
+            Self::Compressed(d) => d.write_all_at(offset_bytes, buf),
+        }
+    }
+    fn sync(&mut self) -> Result<(), FileError> {
+        match self {
+            Self::Raw(d) => d.sync(),
+            Self::Compressed(d) => d.sync(),
+        }
+    }
+}
+
+/// The segment index and whether the file is compressed, for a name that is exactly
+/// `FS.` + 8 digits + `.wal`, optionally followed by `.lz4`.
+fn parse_listed_name(name: &str) -> Option<(u32, bool)> {
+    match name.strip_suffix(COMPRESSED_SUFFIX) {
+        Some(raw) => parse_segment_file_name(raw).map(|i| (i, true)),
+        None => parse_segment_file_name(name).map(|i| (i, false)),
+    }
+}
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Whether `path` is a regular file (following symbolic links); a missing file is not.
+fn is_regular_file(path: &Path) -> Result<bool, FileError> {
+    match fs::metadata(path) {
+        Ok(metadata) => Ok(metadata.is_file()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(FileError::new("stat", path, None, e)),
+    }
 }
 
 /// A WAL directory whose segments are [`FileDevice`]s (positioned I/O through the page
@@ -85,6 +192,7 @@ impl<D: SegmentFile> SegmentDir<D> {
         Ok(Self {
             path: dir.to_path_buf(),
             access: Access::ReadOnly,
+            compress_sealed: false,
             device: PhantomData,
         })
     }
@@ -110,6 +218,7 @@ impl<D: SegmentFile> SegmentDir<D> {
         Ok(Self {
             path: dir.to_path_buf(),
             access: Access::Append { _lock: lock },
+            compress_sealed: false,
             device: PhantomData,
         })
     }
@@ -134,7 +243,8 @@ impl<D: SegmentFile> SegmentDir<D> {
         let from_name = file
             .file_name()
             .and_then(|name| name.to_str())
-            .and_then(parse_segment_file_name);
+            .and_then(parse_listed_name)
+            .map(|(index, _)| index);
         let index = match from_name {
             Some(index) => index,
             None => index_from_header(file)?,
@@ -142,6 +252,7 @@ impl<D: SegmentFile> SegmentDir<D> {
         Ok(Self {
             path: file.to_path_buf(),
             access: Access::Single { index },
+            compress_sealed: false,
             device: PhantomData,
         })
     }
@@ -161,11 +272,68 @@ impl<D: SegmentFile> SegmentDir<D> {
     pub fn segment_path(&self, index: u32) -> PathBuf {
         match self.access {
             Access::Single { .. } => self.path.clone(),
-            Access::ReadOnly | Access::Append { .. } => match segment_file_name(index) {
-                Some(name) => self.path.join(name.as_str()),
-                None => self.path.join(format!("FS.{index:08}.wal")),
-            },
+            Access::ReadOnly | Access::Append { .. } => {
+                let raw = match segment_file_name(index) {
+                    Some(name) => self.path.join(name.as_str()),
+                    None => self.path.join(format!("FS.{index:08}.wal")),
+                };
+                let compressed = with_suffix(&raw, COMPRESSED_SUFFIX);
+                // The raw file is read when both exist (see `open_segment`).
+                if !raw.exists() && compressed.exists() {
+                    compressed
+                } else {
+                    raw
+                }
+            }
         }
+    }
+
+    /// The same store, replacing each segment by its LZ4 container (`FS.%08u.wal.lz4`)
+    /// once it is sealed and durable. Readers decompress it transparently.
+    #[must_use]
+    pub fn compress_sealed(mut self, on: bool) -> Self {
+        self.compress_sealed = on;
+        self
+    }
+
+    /// Replaces sealed segment `index` by its LZ4 container: compressed into a
+    /// temporary file (synced, and read back and checked against the segment), renamed
+    /// into place, the directory synced, and only then the raw file removed and the
+    /// directory synced again. A crash leaves the raw segment, or both (the raw one is
+    /// read), or the container alone: never neither.
+    fn compress(&mut self, index: u32) -> Result<(), FileError> {
+        let raw = self.named_segment_path("compress", index)?;
+        let mut device = FileDevice::open_read_only(&raw)?;
+        let mut header = [0u8; SEGMENT_HEADER_SIZE_BYTES];
+        if device.len_bytes() >= SEGMENT_HEADER_SIZE_BYTES as u64 {
+            device.read_exact_at(0, &mut header)?;
+        }
+        drop(device);
+        if !matches!(
+            SegmentHeader::read_from(&header).check(index),
+            Ok(HeaderState::Sealed(_))
+        ) {
+            return Err(FileError::custom(
+                "compress",
+                raw,
+                Some(0),
+                io::ErrorKind::InvalidInput,
+                "only a sealed segment may be compressed",
+            ));
+        }
+        let compressed = with_suffix(&raw, COMPRESSED_SUFFIX);
+        let tmp = with_suffix(&compressed, ".tmp");
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FileError::new("remove stale", tmp, None, e)),
+        }
+        compress_segment(&raw, &tmp)?;
+        fs::rename(&tmp, &compressed)
+            .map_err(|e| FileError::new("rename", tmp.as_path(), None, e))?;
+        sync_dir(&self.path)?;
+        fs::remove_file(&raw).map_err(|e| FileError::new("remove", raw.as_path(), None, e))?;
+        sync_dir(&self.path)
     }
 
     /// Whether segments may be created and tails preserved.
@@ -211,7 +379,7 @@ impl<D: SegmentFile> SegmentDir<D> {
 }
 
 impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
-    type Device = D;
+    type Device = DirSegment<D>;
     type Error = FileError;
 
     /// Lists the directory (on every call, so segments created by another process are
@@ -227,7 +395,7 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
         for entry in entries {
             let entry = entry.map_err(|e| FileError::new("list", self.path.as_path(), None, e))?;
             let name = entry.file_name();
-            let Some(index) = name.to_str().and_then(parse_segment_file_name) else {
+            let Some((index, _)) = name.to_str().and_then(parse_listed_name) else {
                 continue;
             };
             let entry_path = entry.path();
@@ -249,24 +417,35 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
 
     /// Opens segment `index` read-write in a store open for append, read-only
     /// otherwise; `None` when there is no such regular file.
-    fn open_segment(&mut self, index: u32) -> Result<Option<D>, FileError> {
-        let path = match self.access {
+    fn open_segment(&mut self, index: u32) -> Result<Option<DirSegment<D>>, FileError> {
+        let raw = match self.access {
             Access::Single { index: own } if own != index => return Ok(None),
-            Access::Single { .. } => self.path.clone(),
+            Access::Single { .. } => {
+                // A single file is opened as what its magic says it is.
+                let path = self.path.clone();
+                return if has_compressed_magic(&path)? {
+                    Lz4Device::open_read_only(&path).map(|d| Some(DirSegment::Compressed(d)))
+                } else {
+                    D::open(&path, false).map(|d| Some(DirSegment::Raw(d)))
+                };
+            }
             Access::ReadOnly | Access::Append { .. } => match segment_file_name(index) {
                 Some(name) => self.path.join(name.as_str()),
                 None => return Ok(None),
             },
         };
         // What `segment_range` does not list, this does not open: a directory or a
-        // dangling link under a segment's name is a missing segment.
-        match fs::metadata(&path) {
-            Ok(metadata) if metadata.is_file() => {}
-            Ok(_) => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(FileError::new("stat", path, None, e)),
-        }
-        let opened = D::open(&path, self.is_writable());
+        // dangling link under a segment's name is a missing segment. The raw file is
+        // preferred: both exist only after a crash in the middle of compressing, when
+        // the raw file is the one the writer made.
+        let compressed = with_suffix(&raw, COMPRESSED_SUFFIX);
+        let opened = if is_regular_file(&raw)? {
+            D::open(&raw, self.is_writable()).map(DirSegment::Raw)
+        } else if is_regular_file(&compressed)? {
+            Lz4Device::open_read_only(&compressed).map(DirSegment::Compressed)
+        } else {
+            return Ok(None);
+        };
         match opened {
             Ok(device) => Ok(Some(device)),
             // Removed between the check and the open.
@@ -275,20 +454,18 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
         }
     }
 
-    /// Creates segment `index` under a temporary name, allocated, written and synced,
-    /// renames it into place and syncs the directory, so that it appears whole or not
-    /// at all.
     fn create_segment(
         &mut self,
         index: u32,
         size_bytes: u64,
         initial: &[u8],
-    ) -> Result<D, FileError> {
+    ) -> Result<DirSegment<D>, FileError> {
         let final_path = self.named_segment_path("create", index)?;
         if !self.is_writable() {
             return Err(self.read_only_error("create", &final_path, None));
         }
-        match fs::symlink_metadata(&final_path) {
+        let compressed = with_suffix(&final_path, COMPRESSED_SUFFIX);
+        match fs::symlink_metadata(&final_path).or_else(|_| fs::symlink_metadata(&compressed)) {
             Ok(_) => {
                 return Err(FileError::custom(
                     "create",
@@ -322,7 +499,7 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
         // The descriptor follows the file through the rename; only its name changed.
         device.set_path(final_path);
         sync_dir(&self.path)?;
-        Ok(device)
+        Ok(DirSegment::Raw(device))
     }
 
     /// Writes `bytes` to a new side file `FS.<index>.wal.torn-<offset, 12 digits>` (or
@@ -373,6 +550,76 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
             let _ = fs::remove_file(&path);
             return Err(e);
         }
+        sync_dir(&self.path)
+    }
+
+    fn remove_segment(&mut self, index: u32) -> Result<(), FileError> {
+        let path = self.named_segment_path("remove", index)?;
+        if !self.is_writable() {
+            return Err(self.read_only_error("remove", &path, None));
+        }
+        let mut removed = false;
+        for file in [with_suffix(&path, COMPRESSED_SUFFIX), path] {
+            match fs::remove_file(&file) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(FileError::new("remove", file, None, e)),
+            }
+        }
+        // The unlink is a change to the directory: only its sync makes it durable.
+        if removed {
+            sync_dir(&self.path)?;
+        }
+        Ok(())
+    }
+
+    fn segment_sealed(&mut self, index: u32) -> Result<(), FileError> {
+        if self.compress_sealed && self.is_writable() {
+            self.compress(index)?;
+        }
+        Ok(())
+    }
+
+    fn read_checkpoint(&mut self) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, FileError> {
+        if matches!(self.access, Access::Single { .. }) {
+            return Ok(None);
+        }
+        let path = self.path.join(CHECKPOINT_FILE_NAME);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(FileError::new("read checkpoint", path, None, e)),
+        };
+        // A file of another size is not a checkpoint; hand the core what is there (zero
+        // padded) and let it refuse the record, rather than failing the open.
+        let mut record = [0u8; CHECKPOINT_SIZE_BYTES];
+        let n = bytes.len().min(CHECKPOINT_SIZE_BYTES);
+        record[..n].copy_from_slice(&bytes[..n]);
+        if bytes.len() != CHECKPOINT_SIZE_BYTES {
+            record[0] ^= 0xff;
+        }
+        Ok(Some(record))
+    }
+
+    fn write_checkpoint(&mut self, record: &[u8; CHECKPOINT_SIZE_BYTES]) -> Result<(), FileError> {
+        let path = self.path.join(CHECKPOINT_FILE_NAME);
+        if !self.is_writable() {
+            return Err(self.read_only_error("write checkpoint", &path, None));
+        }
+        let tmp = self.path.join(CHECKPOINT_TMP_NAME);
+        let written = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(record)?;
+                f.sync_all()
+            });
+        written.map_err(|e| FileError::new("write checkpoint", tmp.as_path(), None, e))?;
+        // Temporary copy synced, then renamed over the old one, then the directory
+        // synced: a crash leaves the old record or the new one, never a mix.
+        fs::rename(&tmp, &path).map_err(|e| FileError::new("rename", tmp.as_path(), None, e))?;
         sync_dir(&self.path)
     }
 }
@@ -458,8 +705,23 @@ fn lock_exclusive(lock: &File, dir: &Path, lock_path: &Path) -> Result<(), FileE
 
 /// The `segment_index` field of the header of the segment file at `path`, or 0 when
 /// the file is too short to hold it.
-fn index_from_header(path: &Path) -> Result<u32, FileError> {
+/// Whether the file at `path` starts with the LZ4 container's magic.
+fn has_compressed_magic(path: &Path) -> Result<bool, FileError> {
     let mut device = FileDevice::open_read_only(path)?;
+    let mut magic = [0u8; 8];
+    if device.len_bytes() < magic.len() as u64 {
+        return Ok(false);
+    }
+    device.read_exact_at(0, &mut magic)?;
+    Ok(magic == LZ4_MAGIC)
+}
+
+fn index_from_header(path: &Path) -> Result<u32, FileError> {
+    let mut device: DirSegment<FileDevice> = if has_compressed_magic(path)? {
+        DirSegment::Compressed(Lz4Device::open_read_only(path)?)
+    } else {
+        DirSegment::Raw(FileDevice::open_read_only(path)?)
+    };
     if device.len_bytes() < 8 {
         return Ok(0);
     }
@@ -471,9 +733,10 @@ fn index_from_header(path: &Path) -> Result<u32, FileError> {
 
 #[cfg(test)]
 mod tests {
+    use std::eprintln;
     use std::string::ToString;
     use std::vec;
-    use std::eprintln;
+    use std::vec::Vec;
 
     use embedded_io::{Error as _, ErrorKind};
     use fswal_core::limits::{SEGMENT_HEADER_SIZE_BYTES, segment_size_bytes};
@@ -516,7 +779,7 @@ mod tests {
         assert!(store.open_segment(5).unwrap().is_none());
         assert!(store.open_segment(u32::MAX).unwrap().is_none());
         let mut dev = store.open_segment(7).unwrap().unwrap();
-        assert!(!dev.is_writable());
+        assert!(!dev.raw().unwrap().is_writable());
         let mut buf = [0u8; 1];
         dev.read_exact_at(0, &mut buf).unwrap();
         assert_eq!(&buf, b"b");
@@ -601,12 +864,12 @@ mod tests {
 
             // Reopened through the writer's store, it is writable.
             let dev = store.open_segment(4).unwrap().unwrap();
-            assert!(dev.is_writable());
+            assert!(dev.raw().unwrap().is_writable());
         }
         let mut store = DirStore::open_read_only(&dir).unwrap();
         assert_eq!(store.segment_range().unwrap(), Some((4, 4)));
         let mut dev = store.open_segment(4).unwrap().unwrap();
-        assert!(!dev.is_writable());
+        assert!(!dev.raw().unwrap().is_writable());
         assert_eq!(dev.len_bytes(), size_bytes);
         let mut buf = [0u8; 7];
         dev.read_exact_at(0, &mut buf).unwrap();
@@ -706,7 +969,7 @@ mod tests {
         assert_eq!(store.path(), named);
         assert!(store.open_segment(42).unwrap().is_none());
         let dev = store.open_segment(5).unwrap().unwrap();
-        assert!(!dev.is_writable());
+        assert!(!dev.raw().unwrap().is_writable());
         assert_eq!(dev.len_bytes(), 64);
 
         let renamed = tmp.path().join("copy.wal");
@@ -734,14 +997,8 @@ mod tests {
     /// `dir` with 16-block segments and a clock that always says 1, and closes it.
     fn write_reference_log(dir: &Path) {
         let store = DirStore::open_for_append(dir).unwrap();
-        let (mut writer, recovery) = WalWriter::open(
-            store,
-            || 1u64,
-            WriterConfig {
-                blocks_per_segment: 16,
-            },
-        )
-        .unwrap();
+        let (mut writer, recovery) =
+            WalWriter::open(store, || 1u64, WriterConfig::with_blocks(16)).unwrap();
         assert_eq!(recovery.summary.status, Status::Ok);
         assert_eq!(recovery.cleared, None);
         for i in 1..=REFERENCE_EVENTS {
@@ -767,14 +1024,8 @@ mod tests {
 
         // Reopening for append after a clean close continues in a new segment.
         let store = DirStore::open_for_append(tmp.path()).unwrap();
-        let (mut writer, recovery) = WalWriter::open(
-            store,
-            || 2u64,
-            WriterConfig {
-                blocks_per_segment: 16,
-            },
-        )
-        .unwrap();
+        let (mut writer, recovery) =
+            WalWriter::open(store, || 2u64, WriterConfig::with_blocks(16)).unwrap();
         assert_eq!(recovery.summary.last_event_id, Some(REFERENCE_EVENTS));
         writer
             .append(&reference_event(REFERENCE_EVENTS + 1))
@@ -844,5 +1095,113 @@ mod tests {
             findings.is_empty(),
             "segments differ from the vectors: {findings:#?}"
         );
+    }
+
+    /// Writes events `1..=n` through the core writer into `store`, then closes.
+    fn write_log<D: SegmentFile>(store: SegmentDir<D>, n: u64) -> SegmentDir<D> {
+        let (mut w, _) = WalWriter::open(store, || 1u64, WriterConfig::with_blocks(16)).unwrap();
+        for i in 1..=n {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.close().unwrap();
+        w.into_store()
+    }
+
+    fn replay_ids(store: DirStore) -> (Vec<u64>, Status) {
+        let mut ids = Vec::new();
+        let s = Replay::new(store, Mode::Strict)
+            .run(|e| ids.push(e.event_id()))
+            .unwrap();
+        (ids, s.status)
+    }
+
+    #[test]
+    fn sealed_segments_are_compressed_and_read_back_transparently() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        drop(write_log(
+            DirStore::open_for_append(dir)
+                .unwrap()
+                .compress_sealed(true),
+            10_000,
+        ));
+        for i in 0..3 {
+            assert!(!dir.join(format!("FS.0000000{i}.wal")).exists());
+            assert!(dir.join(format!("FS.0000000{i}.wal.lz4")).exists());
+        }
+        let (ids, status) = replay_ids(DirStore::open_read_only(dir).unwrap());
+        assert_eq!(ids, (1..=10_000).collect::<Vec<_>>());
+        assert_eq!(status, Status::Ok);
+        let store = DirStore::open_read_only(dir).unwrap();
+        assert_eq!(store.segment_path(1), dir.join("FS.00000001.wal.lz4"));
+
+        // One compressed file on its own verifies too, its index taken from its name.
+        let (ids, status) =
+            replay_ids(DirStore::single_segment(&dir.join("FS.00000002.wal.lz4")).unwrap());
+        assert_eq!((ids.len(), ids[0], status), (1808, 8193, Status::Ok));
+
+        // And the log reopens for append: sealed compressed segments are only read.
+        let store = write_log(DirStore::open_for_append(dir).unwrap(), 0);
+        drop(store);
+        let (ids, _) = replay_ids(DirStore::open_read_only(dir).unwrap());
+        assert_eq!(ids.len(), 10_000);
+    }
+
+    #[test]
+    fn a_raw_segment_wins_over_its_compressed_copy() {
+        // Both exist after a crash between the rename of the container and the removal
+        // of the raw file: the raw one is read, and the segment is listed once.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        drop(write_log(DirStore::open_for_append(dir).unwrap(), 5000));
+        crate::lz4::compress_segment(
+            &dir.join("FS.00000000.wal"),
+            &dir.join("FS.00000000.wal.lz4"),
+        )
+        .unwrap();
+        let mut store = DirStore::open_read_only(dir).unwrap();
+        assert_eq!(store.segment_range().unwrap(), Some((0, 1)));
+        assert!(store.open_segment(0).unwrap().unwrap().raw().is_some());
+        let (ids, status) = replay_ids(store);
+        assert_eq!((ids.len(), status), (5000, Status::Ok));
+        // Removal removes both.
+        let mut store = DirStore::open_for_append(dir).unwrap();
+        store.remove_segment(0).unwrap();
+        assert!(!dir.join("FS.00000000.wal").exists());
+        assert!(!dir.join("FS.00000000.wal.lz4").exists());
+        store.remove_segment(0).unwrap();
+    }
+
+    #[test]
+    fn checkpoint_file_is_replaced_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut store = DirStore::open_for_append(dir).unwrap();
+        assert_eq!(store.read_checkpoint().unwrap(), None);
+        let record = [7u8; CHECKPOINT_SIZE_BYTES];
+        store.write_checkpoint(&record).unwrap();
+        assert_eq!(store.read_checkpoint().unwrap(), Some(record));
+        assert_eq!(fs::read(dir.join(CHECKPOINT_FILE_NAME)).unwrap(), record);
+        assert!(!dir.join(CHECKPOINT_TMP_NAME).exists());
+        // A file of the wrong size is handed over altered, so that it never decodes.
+        fs::write(dir.join(CHECKPOINT_FILE_NAME), [7u8; 10]).unwrap();
+        let read = store.read_checkpoint().unwrap().unwrap();
+        assert_ne!(read[..10], [7u8; 10]);
+        let mut ro = DirStore::open_read_only(dir).unwrap();
+        assert_eq!(
+            ro.write_checkpoint(&record).unwrap_err().kind(),
+            ErrorKind::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn the_writer_leaves_a_checkpoint_in_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        drop(write_log(DirStore::open_for_append(dir).unwrap(), 5000));
+        let bytes = fs::read(dir.join(CHECKPOINT_FILE_NAME)).unwrap();
+        let record: [u8; CHECKPOINT_SIZE_BYTES] = bytes.try_into().unwrap();
+        let cp = fswal_core::checkpoint::Checkpoint::decode(&record).unwrap();
+        assert_eq!((cp.segment_index, cp.last_event_id), (1, 5000));
     }
 }

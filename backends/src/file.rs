@@ -332,7 +332,6 @@ impl BlockDevice for FileDevice {
     }
 }
 
-
 /// A kind of segment file device: how a [`DirStore`](crate::dir::DirStore) opens and
 /// creates the files of its segments. [`FileDevice`] (positioned I/O through the page
 /// cache) is one; the mmap and `O_DIRECT` devices are others.

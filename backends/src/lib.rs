@@ -7,6 +7,9 @@
 //! | [`memory`] | `MemDevice` over any byte buffer; `MemStore`, a log in memory | nothing (`MemStore`: `std`) |
 //! | `file` | `FileDevice`, one segment file with positioned I/O and `fdatasync` | `std`, Unix |
 //! | `dir` | `DirStore`, a WAL directory of `FS.%08u.wal` files | `std`, Unix |
+//! | `mmap` | `MmapDevice`, one segment file through a shared memory mapping, synced with `msync` | `std`, Unix |
+//! | `direct` | `DirectDevice`, `O_DIRECT` I/O on a segment file or a window of a raw block device; `geometry` | `std`, Linux |
+//! | `lz4` | `Lz4Device`, a sealed segment stored LZ4-compressed as `FS.%08u.wal.lz4`, read with random access; `compress_segment` | `std`, Unix |
 //!
 //! Features: `std` (default) adds the file and directory backends and the in-memory
 //! store. Without it the crate is `no_std` and offers only the memory device, so that
@@ -25,3 +28,12 @@ pub mod file;
 
 #[cfg(feature = "std")]
 pub mod dir;
+
+#[cfg(feature = "std")]
+pub mod mmap;
+
+#[cfg(feature = "std")]
+pub mod direct;
+
+#[cfg(feature = "std")]
+pub mod lz4;

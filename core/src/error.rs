@@ -41,6 +41,17 @@ pub enum Error<E> {
         /// Whether valid data follows it.
         status: Status,
     },
+    /// The checkpoint says events up to `durable_event_id` were made durable, but the
+    /// log's valid prefix ends at `found_event_id`: data a sync covered is gone.
+    /// Nothing was changed. (Delete the checkpoint to accept the loss.)
+    DurableDataMissing {
+        /// The last event the checkpoint recorded as durable.
+        durable_event_id: u64,
+        /// The last event of the log's valid prefix (0: none).
+        found_event_id: u64,
+        /// The first problem replay found, if any.
+        issue: Option<Issue>,
+    },
     /// A configuration value is out of range.
     InvalidConfig(&'static str),
     /// The next segment would need an index above 99 999 999.
@@ -81,6 +92,20 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 f,
                 "log is {status} at {issue}; refusing to append (nothing was changed)"
             ),
+            Self::DurableDataMissing {
+                durable_event_id,
+                found_event_id,
+                issue,
+            } => {
+                write!(
+                    f,
+                    "events up to {durable_event_id} were made durable, but the log ends at event {found_event_id}"
+                )?;
+                if let Some(issue) = issue {
+                    write!(f, " ({issue})")?;
+                }
+                f.write_str("; refusing to append (nothing was changed)")
+            }
             Self::InvalidConfig(what) => write!(f, "invalid configuration: {what}"),
             Self::SegmentIndexExhausted => f.write_str("no segment index left (limit 99999999)"),
             Self::SegmentVanished { segment } => {
@@ -108,6 +133,15 @@ impl<E> Error<E> {
             },
             Self::Poisoned => Error::Poisoned,
             Self::Damaged { issue, status } => Error::Damaged { issue, status },
+            Self::DurableDataMissing {
+                durable_event_id,
+                found_event_id,
+                issue,
+            } => Error::DurableDataMissing {
+                durable_event_id,
+                found_event_id,
+                issue,
+            },
             Self::InvalidConfig(w) => Error::InvalidConfig(w),
             Self::SegmentIndexExhausted => Error::SegmentIndexExhausted,
             Self::SegmentVanished { segment } => Error::SegmentVanished { segment },

@@ -15,8 +15,10 @@
 //! | [`block_header`] | `BlockHeader`, the first 64 bytes of a block |
 //! | [`block`] | `Block`, a header and 256 event slots |
 //! | [`checksum`] | the four checksums |
+//! | [`checkpoint`] | the meta record: where the log was durably known to end |
 //! | [`device`] | `BlockDevice`, the storage abstraction, and its crash contract |
 //! | [`store`] | `SegmentStore`, a log as numbered segments |
+//! | [`superblock`] | the layout record of a raw block device |
 //! | [`writer`] | `SegmentWriter` and `WalWriter`: append, sync, seal, rotate, recover |
 //! | [`replay`] | `Replay`, the verifying state machine |
 //! | [`seek`] | start replay at an event id |
@@ -37,6 +39,7 @@ extern crate std;
 
 pub mod block;
 pub mod block_header;
+pub mod checkpoint;
 pub mod checksum;
 pub mod device;
 pub mod error;
@@ -49,6 +52,7 @@ pub mod replay;
 pub mod seek;
 pub mod segment_header;
 pub mod store;
+pub mod superblock;
 #[cfg(test)]
 mod testutil;
 pub mod writer;

@@ -197,6 +197,7 @@ mod store {
     use std::vec::Vec;
 
     use super::{MemDevice, MemError};
+    use crate::checkpoint::CHECKPOINT_SIZE_BYTES;
     use crate::device::{BlockDevice, ErrorKind};
     use crate::store::SegmentStore;
 
@@ -207,6 +208,10 @@ mod store {
     #[derive(Clone, Debug, Default)]
     pub struct MemStore {
         segments: BTreeMap<u32, Shared>,
+        /// The checkpoint record, if one was written.
+        checkpoint: Option<[u8; CHECKPOINT_SIZE_BYTES]>,
+        /// Segments reported sealed, in order.
+        sealed: Vec<u32>,
         /// Bytes recovery cleared, by segment and offset.
         preserved: Vec<(u32, u64, Vec<u8>)>,
         read_only: bool,
@@ -244,6 +249,8 @@ mod store {
                 .collect();
             Self {
                 segments,
+                checkpoint: self.checkpoint,
+                sealed: self.sealed.clone(),
                 preserved: self.preserved.clone(),
                 read_only: true,
             }
@@ -289,6 +296,18 @@ mod store {
         #[must_use]
         pub fn preserved(&self) -> &[(u32, u64, Vec<u8>)] {
             &self.preserved
+        }
+
+        /// The checkpoint record, if one was written.
+        #[must_use]
+        pub fn checkpoint(&self) -> Option<[u8; CHECKPOINT_SIZE_BYTES]> {
+            self.checkpoint
+        }
+
+        /// The segments the writer reported sealed, in the order it did.
+        #[must_use]
+        pub fn sealed(&self) -> &[u32] {
+            &self.sealed
         }
 
         /// The indices of the segments present, in order.
@@ -354,15 +373,46 @@ mod store {
             offset_bytes: u64,
             bytes: &[u8],
         ) -> Result<(), MemError> {
+            self.refuse_if_read_only("preserve", offset_bytes)?;
+            self.preserved.push((index, offset_bytes, bytes.to_vec()));
+            Ok(())
+        }
+
+        fn remove_segment(&mut self, index: u32) -> Result<(), MemError> {
+            self.refuse_if_read_only("remove", u64::from(index))?;
+            self.segments.remove(&index);
+            Ok(())
+        }
+
+        fn segment_sealed(&mut self, index: u32) -> Result<(), MemError> {
+            self.sealed.push(index);
+            Ok(())
+        }
+
+        fn read_checkpoint(&mut self) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, MemError> {
+            Ok(self.checkpoint)
+        }
+
+        fn write_checkpoint(
+            &mut self,
+            record: &[u8; CHECKPOINT_SIZE_BYTES],
+        ) -> Result<(), MemError> {
+            self.refuse_if_read_only("write checkpoint", 0)?;
+            self.checkpoint = Some(*record);
+            Ok(())
+        }
+    }
+
+    impl MemStore {
+        fn refuse_if_read_only(&self, op: &'static str, offset_bytes: u64) -> Result<(), MemError> {
             if self.read_only {
                 return Err(MemError {
                     kind: ErrorKind::PermissionDenied,
-                    op: "preserve",
+                    op,
                     offset_bytes,
-                    len: bytes.len(),
+                    len: 0,
                 });
             }
-            self.preserved.push((index, offset_bytes, bytes.to_vec()));
             Ok(())
         }
     }

@@ -1016,9 +1016,7 @@ mod tests {
         let mut log = crate::writer::WalWriter::open(
             store,
             crate::testutil::ticking_clock(),
-            crate::writer::WriterConfig {
-                blocks_per_segment: 16,
-            },
+            crate::writer::WriterConfig::with_blocks(16),
         )
         .unwrap()
         .0;

@@ -6,6 +6,7 @@
 
 use heapless::String;
 
+use crate::checkpoint::CHECKPOINT_SIZE_BYTES;
 use crate::device::{BlockDevice, DeviceError};
 use crate::limits::SEGMENT_INDEX_MAX;
 
@@ -49,6 +50,24 @@ pub trait SegmentStore {
     /// of an event; a store that cannot keep them must fail, and recovery then
     /// refuses to clear anything.
     fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), Self::Error>;
+
+    /// Removes segment `index` durably (for a directory: unlink, then sync the
+    /// directory). Only retention calls it, and only for a sealed segment older than
+    /// the active one; removing a segment that does not exist is not an error.
+    fn remove_segment(&mut self, index: u32) -> Result<(), Self::Error>;
+
+    /// Called once segment `index` is sealed and durable: the store may now move it to
+    /// cold storage (a directory compresses it when asked to). The segment must read
+    /// back the same afterwards.
+    fn segment_sealed(&mut self, index: u32) -> Result<(), Self::Error>;
+
+    /// The stored checkpoint record, or `None` when there is none.
+    fn read_checkpoint(&mut self) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, Self::Error>;
+
+    /// Replaces the checkpoint record atomically and durably: after a crash, the old
+    /// record or the new one is there, whole.
+    fn write_checkpoint(&mut self, record: &[u8; CHECKPOINT_SIZE_BYTES])
+    -> Result<(), Self::Error>;
 }
 
 impl<T: SegmentStore + ?Sized> SegmentStore for &mut T {
@@ -71,6 +90,21 @@ impl<T: SegmentStore + ?Sized> SegmentStore for &mut T {
     }
     fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), Self::Error> {
         T::preserve(self, index, offset_bytes, bytes)
+    }
+    fn remove_segment(&mut self, index: u32) -> Result<(), Self::Error> {
+        T::remove_segment(self, index)
+    }
+    fn segment_sealed(&mut self, index: u32) -> Result<(), Self::Error> {
+        T::segment_sealed(self, index)
+    }
+    fn read_checkpoint(&mut self) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, Self::Error> {
+        T::read_checkpoint(self)
+    }
+    fn write_checkpoint(
+        &mut self,
+        record: &[u8; CHECKPOINT_SIZE_BYTES],
+    ) -> Result<(), Self::Error> {
+        T::write_checkpoint(self, record)
     }
 }
 

@@ -28,9 +28,7 @@ pub fn write_events(
     sync_every: Option<usize>,
     close: bool,
 ) -> MemStore {
-    let config = WriterConfig {
-        blocks_per_segment: blocks,
-    };
+    let config = WriterConfig::with_blocks(blocks);
     let (mut w, _) = WalWriter::open(MemStore::new(), ticking_clock(), config).unwrap();
     for (n, e) in events.into_iter().enumerate() {
         w.append(&e).unwrap();
@@ -154,6 +152,21 @@ impl crate::store::SegmentStore for FailingStore {
     }
     fn preserve(&mut self, index: u32, offset: u64, bytes: &[u8]) -> Result<(), Self::Error> {
         self.inner.preserve(index, offset, bytes)
+    }
+    fn remove_segment(&mut self, index: u32) -> Result<(), Self::Error> {
+        self.inner.remove_segment(index)
+    }
+    fn segment_sealed(&mut self, index: u32) -> Result<(), Self::Error> {
+        self.inner.segment_sealed(index)
+    }
+    fn read_checkpoint(&mut self) -> Result<Option<[u8; 64]>, Self::Error> {
+        self.inner.read_checkpoint()
+    }
+    fn write_checkpoint(&mut self, record: &[u8; 64]) -> Result<(), Self::Error> {
+        if self.fail_syncs.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(io_error("write checkpoint"));
+        }
+        self.inner.write_checkpoint(record)
     }
 }
 

@@ -23,16 +23,17 @@
 use zerocopy::IntoBytes;
 
 use crate::block::Block;
+use crate::checkpoint::{Checkpoint, CheckpointDefect, CheckpointFields};
 use crate::device::BlockDevice;
 use crate::error::Error;
 use crate::event::RequestEvent;
 use crate::issue::Status;
 use crate::limits::{
-    BLOCK_EVENTS_MAX, SEGMENT_BLOCKS_DEFAULT, SEGMENT_INDEX_MAX, block_offset_bytes,
-    is_valid_segment_blocks, segment_size_bytes, slot_bytes_present, slots_in,
+    BLOCK_EVENTS_MAX, SEGMENT_BLOCKS_DEFAULT, SEGMENT_HEADER_SIZE_BYTES, SEGMENT_INDEX_MAX,
+    block_offset_bytes, is_valid_segment_blocks, segment_size_bytes, slot_bytes_present, slots_in,
 };
-use crate::replay::{Mode, Replay, Summary, Tail};
-use crate::segment_header::{SealedTotals, SegmentHeader};
+use crate::replay::{Mode, Replay, StartPoint, Summary, Tail};
+use crate::segment_header::{HeaderState, SealedTotals, SegmentHeader};
 use crate::store::SegmentStore;
 
 /// A source of wall-clock time for segment timestamps, in ns since the Unix epoch.
@@ -217,14 +218,70 @@ impl<D: BlockDevice> SegmentWriter<D> {
 pub struct WriterConfig {
     /// Block slots in each new segment (16..=524288).
     pub blocks_per_segment: u32,
+    /// Which old segments to delete once newer ones are sealed.
+    pub retention: Retention,
+    /// How much of the log opening verifies.
+    pub open_scan: OpenScan,
 }
 
 impl Default for WriterConfig {
     fn default() -> Self {
+        Self::with_blocks(SEGMENT_BLOCKS_DEFAULT)
+    }
+}
+
+impl WriterConfig {
+    /// The default configuration with `blocks_per_segment` slots per segment.
+    #[must_use]
+    pub const fn with_blocks(blocks_per_segment: u32) -> Self {
         Self {
-            blocks_per_segment: SEGMENT_BLOCKS_DEFAULT,
+            blocks_per_segment,
+            retention: Retention::KEEP_ALL,
+            open_scan: OpenScan::Full,
         }
     }
+}
+
+/// Which old segments to delete. Only sealed (hence durable) segments older than the
+/// newest one are ever deleted, oldest first, after a segment is sealed or created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// Keep at most this many segments, the active one included (at least 1).
+    pub segments_max: Option<u32>,
+    /// Keep at most this many bytes of segments (their full preallocated size); the
+    /// newest segment is always kept.
+    pub bytes_max: Option<u64>,
+}
+
+impl Retention {
+    /// Keep everything.
+    pub const KEEP_ALL: Self = Self {
+        segments_max: None,
+        bytes_max: None,
+    };
+}
+
+/// How much of the log [`WalWriter::open`] verifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenScan {
+    /// Every segment, from the first: damage anywhere refuses to open.
+    Full,
+    /// Only from the segment the checkpoint names: faster, and what the checkpoint's
+    /// segment and every later one hold is verified as usual; earlier segments were
+    /// verified when they were written and are not read again. Falls back to `Full`
+    /// when there is no valid checkpoint or its segment is gone.
+    FromCheckpoint,
+}
+
+/// What recovery made of the checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckpointUse {
+    /// There was none.
+    Absent,
+    /// It did not decode (bad magic, checksum, fields) and was ignored.
+    Invalid(CheckpointDefect),
+    /// It decoded, and the log reaches at least its last event.
+    Confirmed(CheckpointFields),
 }
 
 /// A torn tail that recovery cleared.
@@ -243,8 +300,13 @@ pub struct ClearedTail {
 /// What opening a log for append found and did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Recovery {
-    /// What replay found, before any clearing.
+    /// What replay found, before any clearing (with [`OpenScan::FromCheckpoint`], over
+    /// the segments it read).
     pub summary: Summary,
+    /// The segment replay started at.
+    pub scanned_from_segment: Option<u32>,
+    /// The checkpoint found, and whether it was used.
+    pub checkpoint: CheckpointUse,
     /// The torn tail cleared, if there was one.
     pub cleared: Option<ClearedTail>,
 }
@@ -286,10 +348,63 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
                 "blocks_per_segment must be in 16..=524288",
             ));
         }
-        let summary = Replay::new(&mut store, Mode::Strict).run(|_| {})?;
+        if config.retention.segments_max == Some(0) {
+            return Err(Error::InvalidConfig(
+                "retention must keep at least one segment",
+            ));
+        }
+        let checkpoint = match store.read_checkpoint()? {
+            None => CheckpointUse::Absent,
+            Some(bytes) => match Checkpoint::decode(&bytes) {
+                Ok(fields) => CheckpointUse::Confirmed(fields),
+                Err(defect) => CheckpointUse::Invalid(defect),
+            },
+        };
+        let durable_floor = match checkpoint {
+            CheckpointUse::Confirmed(c) => c.last_event_id,
+            _ => 0,
+        };
         let range = store.segment_range()?;
+        let scan_from = match (config.open_scan, checkpoint, range) {
+            // A checkpoint at slot 0 names a segment that was empty: its last event is in
+            // an earlier one, so starting there would be no shortcut.
+            (OpenScan::FromCheckpoint, CheckpointUse::Confirmed(c), Some((first, last)))
+                if c.next_slot > 0 && (first..=last).contains(&c.segment_index) =>
+            {
+                Some(c.segment_index)
+            }
+            _ => range.map(|(first, _)| first),
+        };
+        let mut replay = Replay::new(&mut store, Mode::Strict);
+        if let (Some(segment), Some((first, _))) = (scan_from, range) {
+            if segment != first {
+                replay.start = Some(StartPoint {
+                    segment,
+                    slot: 0,
+                    chain: Some(0),
+                    last_event_id: 0,
+                });
+            }
+        }
+        let summary = replay.run(|_| {})?;
+        let found = summary.last_event_id.unwrap_or(0);
+        // Events up to the checkpoint were made durable by a sync: a log that no longer
+        // holds them has lost durable data, which is never a torn tail to clear. Damage
+        // with valid data after it is reported as such first, being the more precise.
+        let durable_missing = Error::DurableDataMissing {
+            durable_event_id: durable_floor,
+            found_event_id: found,
+            issue: summary.first_issue,
+        };
         let mut cleared = None;
         match (summary.status, summary.first_issue) {
+            (Status::Corrupt, Some(issue)) => {
+                return Err(Error::Damaged {
+                    issue,
+                    status: Status::Corrupt,
+                });
+            }
+            _ if found < durable_floor => return Err(durable_missing),
             (Status::Ok, _) => {}
             (Status::Truncated, Some(issue)) if is_clearable_tail(&summary, range) => {
                 cleared = Some(clear_torn_tail(&mut store, &summary, issue.segment)?);
@@ -303,8 +418,8 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             config,
             active: None,
             next_index: 0,
-            last_event_id: summary.last_event_id.unwrap_or(0),
-            durable_event_id: 0,
+            last_event_id: found,
+            durable_event_id: found,
             poisoned: false,
         };
         if let Some(tail) = summary.tail {
@@ -326,9 +441,91 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
                 active.device.sync()?;
                 writer.active = Some(active);
             }
+            writer.write_checkpoint(tail.segment, tail.next_slot, tail.chain)?;
         }
-        writer.durable_event_id = writer.last_event_id;
-        Ok((writer, Recovery { summary, cleared }))
+        let recovery = Recovery {
+            summary,
+            scanned_from_segment: scan_from,
+            checkpoint,
+            cleared,
+        };
+        Ok((writer, recovery))
+    }
+
+    /// Replaces the checkpoint with the end of the durable log: block slot `next_slot`
+    /// of segment `segment`, after a block whose chained checksum is `chain`.
+    fn write_checkpoint(
+        &mut self,
+        segment: u32,
+        next_slot: u32,
+        chain: u64,
+    ) -> Result<(), Error<S::Error>> {
+        let record = Checkpoint::new(&CheckpointFields {
+            segment_index: segment,
+            next_slot,
+            last_event_id: self.durable_event_id,
+            chained_checksum: if next_slot == 0 { 0 } else { chain },
+            written_ts_ns: self.clock.now_ns(),
+        });
+        self.store.write_checkpoint(&record.to_bytes())?;
+        Ok(())
+    }
+
+    /// After segment `sealed` was sealed (and so made durable): records the checkpoint,
+    /// tells the store, and applies retention.
+    fn after_seal(&mut self, sealed: &SegmentWriter<S::Device>) -> Result<(), Error<S::Error>> {
+        self.durable_event_id = self.last_event_id;
+        self.write_checkpoint(sealed.index(), sealed.next_slot, sealed.chain)?;
+        self.store.segment_sealed(sealed.index())?;
+        self.apply_retention()
+    }
+
+    /// Deletes the oldest sealed segments while the log keeps more than the retention
+    /// allows. The newest segment and any unsealed one are never deleted.
+    fn apply_retention(&mut self) -> Result<(), Error<S::Error>> {
+        let Retention {
+            segments_max,
+            bytes_max,
+        } = self.config.retention;
+        if segments_max.is_none() && bytes_max.is_none() {
+            return Ok(());
+        }
+        let Some((first, last)) = self.store.segment_range()? else {
+            return Ok(());
+        };
+        // Bounded by the segments in the store, which retention keeps few.
+        let mut count = 0u64;
+        let mut total_bytes = 0u64;
+        for index in first..=last {
+            if let Some(device) = self.store.open_segment(index)? {
+                count += 1;
+                total_bytes = total_bytes.saturating_add(device.len_bytes());
+            }
+        }
+        let too_many = |count: u64, bytes: u64| {
+            segments_max.is_some_and(|m| count > u64::from(m))
+                || bytes_max.is_some_and(|m| bytes > m)
+        };
+        for index in first..last {
+            if !too_many(count, total_bytes) {
+                break;
+            }
+            let Some(mut device) = self.store.open_segment(index)? else {
+                continue;
+            };
+            let active = self.active.as_ref().is_some_and(|a| a.index() == index);
+            if active || !is_sealed(&mut device, index)? {
+                // Never delete what is being written or was never sealed; stop here so
+                // that the log stays contiguous.
+                break;
+            }
+            let len = device.len_bytes();
+            drop(device);
+            self.store.remove_segment(index)?;
+            count -= 1;
+            total_bytes = total_bytes.saturating_sub(len);
+        }
+        Ok(())
     }
 
     /// Appends `event`. An event whose id is 0 or not greater than the last one, or
@@ -370,8 +567,9 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             // leave it open, and so that closing never creates an empty segment.
             let now = self.clock.now_ns();
             active.seal(now)?;
-            self.active = None;
-            self.durable_event_id = self.last_event_id;
+            if let Some(full) = self.active.take() {
+                self.after_seal(&full)?;
+            }
         }
         Ok(())
     }
@@ -381,7 +579,7 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
         if let Some(mut full) = self.active.take() {
             let now = self.clock.now_ns();
             full.seal(now)?;
-            self.durable_event_id = self.last_event_id;
+            self.after_seal(&full)?;
         }
         let index = self.next_index;
         if index > SEGMENT_INDEX_MAX {
@@ -394,7 +592,7 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             .create_segment(index, size_bytes, header.as_bytes())?;
         self.active = Some(SegmentWriter::new(device, header)?);
         self.next_index = index + 1;
-        Ok(())
+        self.apply_retention()
     }
 
     /// Makes every appended event durable and returns the durable watermark (the last
@@ -423,7 +621,8 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
         }
         if let Some(mut active) = self.active.take() {
             let now = self.clock.now_ns();
-            if let Err(e) = active.seal(now) {
+            let sealed = active.seal(now).and_then(|()| self.after_seal(&active));
+            if let Err(e) = sealed {
                 self.poisoned = true;
                 return Err(e);
             }
@@ -459,6 +658,19 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
     pub fn into_store(self) -> S {
         self.store
     }
+}
+
+/// Whether segment `index` on `device` has a valid sealed header.
+fn is_sealed<D: BlockDevice>(device: &mut D, index: u32) -> Result<bool, D::Error> {
+    if device.len_bytes() < SEGMENT_HEADER_SIZE_BYTES as u64 {
+        return Ok(false);
+    }
+    let mut raw = [0u8; SEGMENT_HEADER_SIZE_BYTES];
+    device.read_exact_at(0, &mut raw)?;
+    Ok(matches!(
+        SegmentHeader::read_from(&raw).check(index),
+        Ok(HeaderState::Sealed(_))
+    ))
 }
 
 /// Whether the first problem of a truncated log is a torn tail recovery may clear:
@@ -533,11 +745,10 @@ mod tests {
     use crate::mem::MemStore;
     use crate::reference::reference_event;
     use crate::segment_header::HeaderState;
+    use crate::store::SegmentStore;
     use crate::testutil::{FailingStore, ids, reference_log, replay, ticking_clock, write_events};
 
-    const SMALL: WriterConfig = WriterConfig {
-        blocks_per_segment: 16,
-    };
+    const SMALL: WriterConfig = WriterConfig::with_blocks(16);
 
     fn open(store: MemStore) -> (WalWriter<MemStore, impl Clock>, Recovery) {
         WalWriter::open(store, ticking_clock(), SMALL).unwrap()
@@ -738,18 +949,33 @@ mod tests {
     #[test]
     fn a_sealed_segment_missing_its_last_block_is_not_cleared() {
         // Truncated, but the sealed header vouches for the block: lost durable data,
-        // not a torn tail.
+        // not a torn tail. The checkpoint written at sealing says so; without it, the
+        // sealed header does.
         let mut store = reference_log(4000, 16, true);
         store
             .with_bytes_mut(0, |b| b[block_offset_bytes(15) as usize + 64] ^= 1)
             .unwrap();
+        let before = images(&store);
         assert!(matches!(
-            WalWriter::open(store, ticking_clock(), SMALL),
+            WalWriter::open(store.clone(), ticking_clock(), SMALL),
+            Err(Error::DurableDataMissing {
+                durable_event_id: 4000,
+                found_event_id: 3840,
+                issue: Some(_)
+            })
+        ));
+        let mut no_checkpoint = MemStore::new();
+        for i in store.indices() {
+            no_checkpoint.insert_image(i, store.image(i).unwrap());
+        }
+        assert!(matches!(
+            WalWriter::open(no_checkpoint, ticking_clock(), SMALL),
             Err(Error::Damaged {
                 status: Status::Truncated,
                 ..
             })
         ));
+        assert_eq!(images(&store), before);
     }
 
     #[test]
@@ -803,13 +1029,185 @@ mod tests {
                 WalWriter::open(
                     MemStore::new(),
                     ticking_clock(),
-                    WriterConfig {
-                        blocks_per_segment: blocks
-                    }
+                    WriterConfig::with_blocks(blocks)
                 ),
                 Err(Error::InvalidConfig(_))
             ));
         }
+    }
+
+    fn checkpoint_of(store: &MemStore) -> CheckpointFields {
+        Checkpoint::decode(&store.checkpoint().expect("a checkpoint")).unwrap()
+    }
+
+    #[test]
+    fn checkpoints_follow_seals_closes_and_recoveries() {
+        let (mut w, rec) = open(MemStore::new());
+        assert_eq!(rec.checkpoint, CheckpointUse::Absent);
+        for i in 1..=4096 + 300 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        // Segment 0 was sealed when full: the checkpoint says so.
+        let cp = checkpoint_of(w.store());
+        assert_eq!(
+            (cp.segment_index, cp.next_slot, cp.last_event_id),
+            (0, 16, 4096)
+        );
+        w.sync().unwrap();
+        assert_eq!(
+            checkpoint_of(w.store()).last_event_id,
+            4096,
+            "a sync alone does not write one"
+        );
+        w.close().unwrap();
+        let cp = checkpoint_of(w.store());
+        assert_eq!(
+            (cp.segment_index, cp.next_slot, cp.last_event_id),
+            (1, 2, 4396)
+        );
+        assert_eq!(w.store().sealed(), [0, 1]);
+
+        let (_, rec) = open(w.into_store());
+        assert!(matches!(rec.checkpoint, CheckpointUse::Confirmed(c) if c.last_event_id == 4396));
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_is_ignored() {
+        let mut store = reference_log(5000, 16, true);
+        let mut bytes = store.read_checkpoint().unwrap().unwrap();
+        bytes[30] ^= 1;
+        store.write_checkpoint(&bytes).unwrap();
+        let config = WriterConfig {
+            open_scan: OpenScan::FromCheckpoint,
+            ..SMALL
+        };
+        let (w, rec) = WalWriter::open(store, ticking_clock(), config).unwrap();
+        assert_eq!(
+            rec.checkpoint,
+            CheckpointUse::Invalid(CheckpointDefect::ChecksumMismatch)
+        );
+        assert_eq!(
+            rec.scanned_from_segment,
+            Some(0),
+            "no valid checkpoint: full scan"
+        );
+        assert_eq!(w.last_event_id(), 5000);
+    }
+
+    #[test]
+    fn opening_from_the_checkpoint_skips_earlier_segments() {
+        let mut store = reference_log(20_000, 16, true);
+        // Damage in segment 1, long before the checkpoint (segment 4).
+        store
+            .with_bytes_mut(1, |b| b[block_offset_bytes(2) as usize + 100] ^= 1)
+            .unwrap();
+        assert!(matches!(
+            WalWriter::open(store.clone(), ticking_clock(), SMALL),
+            Err(Error::Damaged { .. })
+        ));
+        let fast = WriterConfig {
+            open_scan: OpenScan::FromCheckpoint,
+            ..SMALL
+        };
+        let (mut w, rec) = WalWriter::open(store, ticking_clock(), fast).unwrap();
+        assert_eq!(rec.scanned_from_segment, Some(4));
+        assert_eq!(rec.summary.status, Status::Ok);
+        assert_eq!(rec.summary.segments, 1);
+        assert_eq!(w.last_event_id(), 20_000);
+        w.append(&reference_event(20_001)).unwrap();
+        w.close().unwrap();
+        // A full replay still finds the old damage: skipping it was the trade.
+        let mut store = w.into_store();
+        let r = replay(&mut store, crate::replay::Mode::Strict, None);
+        assert_eq!(r.summary.status, Status::Corrupt);
+    }
+
+    #[test]
+    fn lost_durable_segments_refuse_to_open() {
+        // The newest segment deleted behind fswal's back: the checkpoint knows.
+        let mut store = reference_log(10_000, 16, true);
+        store.remove(2).unwrap();
+        let e = WalWriter::open(store, ticking_clock(), SMALL)
+            .err()
+            .unwrap();
+        assert_eq!(
+            e,
+            Error::DurableDataMissing {
+                durable_event_id: 10_000,
+                found_event_id: 8192,
+                issue: None
+            }
+        );
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_segments() {
+        let config = WriterConfig {
+            retention: Retention {
+                segments_max: Some(2),
+                bytes_max: None,
+            },
+            ..SMALL
+        };
+        let (mut w, _) = WalWriter::open(MemStore::new(), ticking_clock(), config).unwrap();
+        for i in 1..=5 * 4096 + 10 {
+            w.append(&reference_event(i)).unwrap();
+            let indices = w.store().indices();
+            assert!(indices.len() <= 2, "{indices:?} after event {i}");
+        }
+        w.close().unwrap();
+        let mut store = w.into_store();
+        assert_eq!(store.indices(), [4, 5]);
+        let r = replay(&mut store, crate::replay::Mode::Strict, None);
+        assert_eq!(r.ids, ids(4 * 4096 + 1..=5 * 4096 + 10));
+        assert_eq!(r.summary.status, Status::Ok);
+        // And the log reopens and goes on.
+        let (mut w, rec) = WalWriter::open(store, ticking_clock(), config).unwrap();
+        assert_eq!(rec.summary.status, Status::Ok);
+        w.append(&reference_event(5 * 4096 + 11)).unwrap();
+        w.close().unwrap();
+    }
+
+    #[test]
+    fn retention_by_bytes_and_never_an_unsealed_segment() {
+        let seg_bytes = segment_size_bytes(16);
+        let config = WriterConfig {
+            retention: Retention {
+                segments_max: None,
+                bytes_max: Some(3 * seg_bytes),
+            },
+            ..SMALL
+        };
+        let (mut w, _) = WalWriter::open(MemStore::new(), ticking_clock(), config).unwrap();
+        for i in 1..=6 * 4096 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        assert_eq!(w.store().indices(), [3, 4, 5]);
+
+        // An unsealed old segment stops retention: it is never deleted.
+        let mut store = reference_log(3 * 4096, 16, true);
+        let open_header = SegmentHeader::new_open(0, 1);
+        store
+            .with_bytes_mut(0, |b| b[..64].copy_from_slice(open_header.as_bytes()))
+            .unwrap();
+        let mut w = WalWriter {
+            store,
+            clock: ticking_clock(),
+            config: WriterConfig {
+                retention: Retention {
+                    segments_max: Some(1),
+                    bytes_max: None,
+                },
+                ..SMALL
+            },
+            active: None,
+            next_index: 3,
+            last_event_id: 3 * 4096,
+            durable_event_id: 3 * 4096,
+            poisoned: false,
+        };
+        w.apply_retention().unwrap();
+        assert_eq!(w.store().indices(), [0, 1, 2]);
     }
 
     proptest! {
@@ -827,7 +1225,7 @@ mod tests {
         ) {
             let mut id = 0u64;
             let first: Vec<u64> = gaps.iter().map(|g| { id += g; id }).collect();
-            let config = WriterConfig { blocks_per_segment: blocks };
+            let config = WriterConfig::with_blocks(blocks);
             let store = write_events(first.iter().map(|&i| reference_event(i)), blocks, sync_every, close);
             let mut snapshot = store.snapshot();
             let r = replay(&mut snapshot, crate::replay::Mode::Strict, None);

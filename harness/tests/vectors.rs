@@ -140,9 +140,7 @@ fn an_unfinalized_cpp_segment_is_recovered_not_dropped() {
 
     // And appending continues inside that segment, after its partial block.
     let store = DirStore::open_for_append(tmp.path()).expect("open for append");
-    let config = WriterConfig {
-        blocks_per_segment: 16,
-    };
+    let config = WriterConfig::with_blocks(16);
     let (mut w, rec) = WalWriter::open(store, || 7, config).expect("recover");
     assert_eq!(rec.summary.status, Status::Ok);
     assert_eq!(w.active_segment(), Some(2));

@@ -105,9 +105,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
         }
     };
     let n = args.events;
-    let config = WriterConfig {
-        blocks_per_segment: DEMO_BLOCKS_PER_SEGMENT,
-    };
+    let config = WriterConfig::with_blocks(DEMO_BLOCKS_PER_SEGMENT);
     let mut checks = Checks { failed: Vec::new() };
     println!(
         "fswal demo: {} events into {} (segments of {} blocks = {} events; sync every {} events)",

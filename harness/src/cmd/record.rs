@@ -67,9 +67,7 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
         ));
     }
     let store = DirStore::open_for_append(&args.dir)?;
-    let config = WriterConfig {
-        blocks_per_segment: args.blocks_per_segment,
-    };
+    let config = WriterConfig::with_blocks(args.blocks_per_segment);
     let (mut writer, recovery) = match WalWriter::open(store, wall_clock_ns, config) {
         Ok(opened) => opened,
         Err(e) => {
