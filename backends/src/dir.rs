@@ -43,6 +43,9 @@ pub const LOCK_FILE_NAME: &str = ".fswal.lock";
 /// The checkpoint file in a WAL directory (see [`fswal_core::checkpoint`]).
 pub const CHECKPOINT_FILE_NAME: &str = "fswal.meta";
 
+/// The suffix of a segment file allocated ahead of need (no header yet).
+pub const PREPARED_SUFFIX: &str = ".prep";
+
 /// The temporary name a new checkpoint is written under before it is renamed.
 const CHECKPOINT_TMP_NAME: &str = "fswal.meta.tmp";
 
@@ -296,6 +299,52 @@ impl<D: SegmentFile> SegmentDir<D> {
         self
     }
 
+    /// The file prepared ahead of need for segment `index`.
+    fn prepared_path(&self, index: u32) -> Result<PathBuf, FileError> {
+        self.named_segment_path("prepare", index)
+            .map(|raw| with_suffix(&raw, PREPARED_SUFFIX))
+    }
+
+    /// Allocates `FS.<index>.wal.prep`, `size_bytes` of zeros, synced, unless it
+    /// exists. It holds no header, so nothing reads it as a segment.
+    fn prepare(&mut self, index: u32, size_bytes: u64) -> Result<(), FileError> {
+        let path = self.prepared_path(index)?;
+        if path.exists() {
+            return Ok(());
+        }
+        FileDevice::create_preallocated(&path, size_bytes, &[]).map(drop)
+    }
+
+    /// Moves the file prepared for segment `index` to `tmp` and writes `initial` into
+    /// it, synced; returns whether there was one of `size_bytes` (a prepared file of
+    /// another size is removed).
+    fn take_prepared(
+        &mut self,
+        index: u32,
+        tmp: &Path,
+        size_bytes: u64,
+        initial: &[u8],
+    ) -> Result<bool, FileError> {
+        let prepared = self.prepared_path(index)?;
+        match fs::metadata(&prepared) {
+            Ok(m) if m.is_file() && m.len() == size_bytes => {}
+            Ok(_) => {
+                fs::remove_file(&prepared)
+                    .map_err(|e| FileError::new("remove stale", prepared.as_path(), None, e))?;
+                return Ok(false);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(FileError::new("stat", prepared, None, e)),
+        }
+        fs::rename(&prepared, tmp)
+            .map_err(|e| FileError::new("rename", prepared.as_path(), None, e))?;
+        let mut file = FileDevice::open_read_write(tmp)?;
+        file.write_all_at(0, initial)?;
+        // `sync_data` covers the header; the size was synced when the file was prepared.
+        file.sync()?;
+        Ok(true)
+    }
+
     /// Replaces sealed segment `index` by its LZ4 container: compressed into a
     /// temporary file (synced, and read back and checked against the segment), renamed
     /// into place, the directory synced, and only then the raw file removed and the
@@ -478,9 +527,7 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(FileError::new("stat", final_path, None, e)),
         }
-        let mut tmp_name = final_path.clone().into_os_string();
-        tmp_name.push(".tmp");
-        let tmp_path = PathBuf::from(tmp_name);
+        let tmp_path = with_suffix(&final_path, ".tmp");
         // A stale temporary file is what a crash during an earlier creation leaves; it
         // never became the segment, so it holds nothing anyone acknowledged.
         match fs::remove_file(&tmp_path) {
@@ -488,7 +535,13 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(FileError::new("remove stale", tmp_path, None, e)),
         }
-        let mut device = D::create(&tmp_path, size_bytes, initial)?;
+        // The file prepared ahead of need, when there is one of the right size, only
+        // needs its header; otherwise the file is allocated now.
+        let mut device = if self.take_prepared(index, &tmp_path, size_bytes, initial)? {
+            D::open(&tmp_path, true)?
+        } else {
+            D::create(&tmp_path, size_bytes, initial)?
+        };
         // The lock keeps other fswal writers out, so nothing can have created the
         // segment since the check above, and the rename does not replace anything.
         if let Err(e) = fs::rename(&tmp_path, &final_path) {
@@ -499,6 +552,12 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
         // The descriptor follows the file through the rename; only its name changed.
         device.set_path(final_path);
         sync_dir(&self.path)?;
+        // Allocate the next segment's file now, ahead of need, so that the next rotation
+        // only writes a header. Best effort: if it fails (a full disk), that rotation
+        // allocates the file itself and reports the error then, when it matters.
+        if let Some(next) = index.checked_add(1).filter(|&n| n <= SEGMENT_INDEX_MAX) {
+            let _ = self.prepare(next, size_bytes);
+        }
         Ok(DirSegment::Raw(device))
     }
 
@@ -1203,5 +1262,35 @@ mod tests {
         let record: [u8; CHECKPOINT_SIZE_BYTES] = bytes.try_into().unwrap();
         let cp = fswal_core::checkpoint::Checkpoint::decode(&record).unwrap();
         assert_eq!((cp.segment_index, cp.last_event_id), (1, 5000));
+    }
+
+    #[test]
+    fn the_next_segment_is_allocated_ahead_of_need() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        drop(write_log(DirStore::open_for_append(dir).unwrap(), 5000));
+        // Segments 0 and 1 written; segment 2's file is ready, full size, no header.
+        let prepared = dir.join("FS.00000002.wal.prep");
+        let bytes = fs::read(&prepared).unwrap();
+        assert_eq!(bytes.len() as u64, segment_size_bytes(16));
+        assert!(bytes.iter().all(|&b| b == 0));
+        assert_eq!(
+            DirStore::open_read_only(dir)
+                .unwrap()
+                .segment_range()
+                .unwrap(),
+            Some((0, 1))
+        );
+        // The next rotation takes it.
+        drop(write_log(DirStore::open_for_append(dir).unwrap(), 0));
+        let store = DirStore::open_for_append(dir).unwrap();
+        let (mut w, _) = WalWriter::open(store, || 1u64, WriterConfig::with_blocks(16)).unwrap();
+        w.append(&reference_event(5001)).unwrap();
+        w.close().unwrap();
+        drop(w);
+        assert!(!prepared.exists());
+        assert!(dir.join("FS.00000003.wal.prep").exists());
+        let (ids, status) = replay_ids(DirStore::open_read_only(dir).unwrap());
+        assert_eq!((ids.len(), status), (5001, Status::Ok));
     }
 }

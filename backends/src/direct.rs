@@ -817,8 +817,8 @@ impl SegmentFile for DirectDevice {
 
 #[cfg(test)]
 mod tests {
-    use std::process::Command;
-    use std::string::{String, ToString};
+
+    use std::string::ToString;
     use std::vec;
     use std::vec::Vec;
 
@@ -832,14 +832,9 @@ mod tests {
     use crate::mmap::tests::{
         REFERENCE_EVENTS, XorShift, random_ops, segment_files, usize_of, write_reference_log,
     };
+    use crate::testing::{LoopDevice, say};
 
     const MIB: u64 = 1 << 20;
-
-    /// Writes a line to stderr, which libtest does not capture (it captures `println!`
-    /// and `eprintln!`), so that a skip is seen.
-    fn say(args: core::fmt::Arguments<'_>) {
-        let _ = std::io::Write::write_fmt(&mut std::io::stderr(), args);
-    }
 
     /// Whether `dir`'s file system takes `O_DIRECT`; says why not when it does not.
     fn direct_io_available(dir: &Path) -> bool {
@@ -1199,48 +1194,6 @@ mod tests {
         assert_eq!(reference_event(1).event_id(), 1);
     }
 
-    /// A loop device attached to an image file, detached when dropped.
-    struct LoopDevice {
-        path: PathBuf,
-    }
-
-    impl LoopDevice {
-        /// Attaches `image` to a free loop device, or says why it could not.
-        fn attach(image: &Path) -> Result<Self, String> {
-            let out = Command::new("losetup")
-                .args(["-f", "--show"])
-                .arg(image)
-                .output()
-                .map_err(|e| format!("losetup: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "losetup -f --show: {}: {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-            let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if path.is_empty() {
-                return Err("losetup printed no device".to_string());
-            }
-            Ok(Self {
-                path: PathBuf::from(path),
-            })
-        }
-    }
-
-    impl Drop for LoopDevice {
-        fn drop(&mut self) {
-            let detached = Command::new("losetup").arg("-d").arg(&self.path).status();
-            if !detached.as_ref().is_ok_and(|status| status.success()) {
-                say(format_args!(
-                    "warning: could not detach {}: {detached:?}\n",
-                    self.path.display()
-                ));
-            }
-        }
-    }
-
     #[test]
     fn a_window_of_a_loop_device_matches_a_model() {
         let tmp = tempfile::tempdir().unwrap();
@@ -1260,7 +1213,7 @@ mod tests {
                 return;
             }
         };
-        let dev_path = loop_device.path.clone();
+        let dev_path = loop_device.path().to_path_buf();
 
         let file = File::open(&dev_path).unwrap();
         let g = geometry(&file, &dev_path).unwrap();

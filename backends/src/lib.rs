@@ -10,9 +10,10 @@
 //! | `mmap` | `MmapDevice`, one segment file through a shared memory mapping, synced with `msync` | `std`, Unix |
 //! | `direct` | `DirectDevice`, `O_DIRECT` I/O on a segment file or a window of a raw block device; `geometry` | `std`, Linux |
 //! | `lz4` | `Lz4Device`, a sealed segment stored LZ4-compressed as `FS.%08u.wal.lz4`, read with random access; `compress_segment` | `std`, Unix |
+//! | `raw` | `RawStore`, a WAL on a raw block device: a superblock, a checkpoint sector, a quarantine area and fixed segment slots, all `O_DIRECT` | `std`, Linux |
 //!
-//! Features: `std` (default) adds the file and directory backends and the in-memory
-//! store. Without it the crate is `no_std` and offers only the memory device, so that
+//! Features: `std` (default) adds every backend but the memory device, and the
+//! in-memory store. Without it the crate is `no_std` and offers only the memory device, so that
 //! an embedded host depends on one backend crate whatever it runs on.
 
 #![no_std]
@@ -37,3 +38,9 @@ pub mod direct;
 
 #[cfg(feature = "std")]
 pub mod lz4;
+
+#[cfg(feature = "std")]
+pub mod raw;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

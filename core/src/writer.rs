@@ -441,7 +441,15 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
                 active.device.sync()?;
                 writer.active = Some(active);
             }
-            writer.write_checkpoint(tail.segment, tail.next_slot, tail.chain)?;
+            // Rewrite the checkpoint only if it does not already record this end: a
+            // recovery that finds nothing to do changes nothing.
+            let chain = if tail.next_slot == 0 { 0 } else { tail.chain };
+            let current = matches!(checkpoint, CheckpointUse::Confirmed(c)
+                if (c.segment_index, c.next_slot, c.last_event_id, c.chained_checksum)
+                    == (tail.segment, tail.next_slot, writer.durable_event_id, chain));
+            if !current {
+                writer.write_checkpoint(tail.segment, tail.next_slot, tail.chain)?;
+            }
         }
         let recovery = Recovery {
             summary,
@@ -1069,6 +1077,16 @@ mod tests {
 
         let (_, rec) = open(w.into_store());
         assert!(matches!(rec.checkpoint, CheckpointUse::Confirmed(c) if c.last_event_id == 4396));
+    }
+
+    #[test]
+    fn reopening_a_healthy_log_writes_nothing() {
+        let store = reference_log(5000, 16, true);
+        let before = (images(&store), store.checkpoint());
+        let (mut w, _) = open(store);
+        w.close().unwrap();
+        let store = w.into_store();
+        assert_eq!((images(&store), store.checkpoint()), before);
     }
 
     #[test]

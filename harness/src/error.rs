@@ -4,10 +4,9 @@
 use std::fmt;
 use std::path::Path;
 
-use fswal_backends::dir::DirStore;
 use fswal_backends::file::FileError;
 
-use crate::source::issue_line;
+use crate::store::AnyStore;
 
 /// A one-line error message; the command exits with code 2.
 #[derive(Debug)]
@@ -26,14 +25,26 @@ impl CliError {
 
     /// An error of the core writer or replay over `store`, with damage described by
     /// file and offset.
-    pub fn from_core(store: &DirStore, e: fswal_core::Error<FileError>) -> Self {
+    pub fn from_core(store: &AnyStore, e: fswal_core::Error<FileError>) -> Self {
         match e {
             fswal_core::Error::Damaged { issue, status } => Self(format!(
                 "{}; the log is {status} there, refusing to append (nothing was changed)",
-                issue_line(store, &issue)
+                store.issue_line(&issue)
             )),
+            fswal_core::Error::DurableDataMissing {
+                durable_event_id,
+                found_event_id,
+                issue,
+            } => {
+                let at = issue
+                    .map(|i| format!(" at {}", store.issue_line(&i)))
+                    .unwrap_or_default();
+                Self(format!(
+                    "events up to {durable_event_id} were made durable (checkpoint), but the log ends at event {found_event_id}{at}; refusing to append (nothing was changed; delete the checkpoint to accept the loss)"
+                ))
+            }
             fswal_core::Error::Device(e) => Self(e.to_string()),
-            other => Self::at(store.path(), other),
+            other => Self(other.to_string()),
         }
     }
 }

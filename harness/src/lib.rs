@@ -3,11 +3,11 @@
 //! | module | what |
 //! |---|---|
 //! | [`cmd`] | one module per subcommand: `record`, `verify`, `dump`, `demo` |
-//! | [`source`] | opening a path (a WAL directory or one segment file) for reading |
+//! | [`store`] | the stores commands open: a WAL directory through the file, mmap or O_DIRECT backend, or a raw device |
 //! | [`error`] | the one-line error every command reports |
 //! | [`clock`] | the wall clock segments are stamped with |
 
 pub mod clock;
 pub mod cmd;
 pub mod error;
-pub mod source;
+pub mod store;

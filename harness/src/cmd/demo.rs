@@ -23,7 +23,7 @@ use fswal_core::{Mode, Replay, Status, Step, WalWriter, WriterConfig};
 use crate::clock::wall_clock_ns;
 use crate::cmd::record::cleared_line;
 use crate::error::CliError;
-use crate::source::issue_line;
+use crate::store::AnyStore;
 
 /// Events between syncs while recording: the durable watermark moves in these steps.
 pub const SYNC_EVERY_EVENTS: u64 = 4096;
@@ -117,7 +117,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     );
 
     // 1. Record, syncing in groups, and crash without sealing.
-    let store = DirStore::open_for_append(dir)?;
+    let store = AnyStore::File(DirStore::open_for_append(dir)?);
     let (mut writer, _) =
         WalWriter::open(store, wall_clock_ns, config).map_err(|e| CliError::at(dir, e))?;
     let started = Instant::now();
@@ -182,9 +182,11 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
 
     // 3. Recover.
     let started = Instant::now();
-    let store = DirStore::open_for_append(dir)?;
+    let store = AnyStore::File(DirStore::open_for_append(dir)?);
     let (mut writer, recovery) = WalWriter::open(store, wall_clock_ns, config).map_err(|e| {
-        DirStore::open_read_only(dir).map_or_else(CliError::from, |v| CliError::from_core(&v, e))
+        DirStore::open_read_only(dir).map_or_else(CliError::from, |v| {
+            CliError::from_core(&AnyStore::File(v), e)
+        })
     })?;
     let recover_time = started.elapsed();
     let recovered = writer.last_event_id();
@@ -197,7 +199,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
         s.status
     );
     if let Some(issue) = &s.first_issue {
-        println!("         stopped at {}", issue_line(writer.store(), issue));
+        println!("         stopped at {}", writer.store().issue_line(issue));
     }
     if let Some(c) = &recovery.cleared {
         println!("         {}", cleared_line(writer.store(), c));

@@ -7,7 +7,6 @@
 //! without reading what comes before.
 
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -16,7 +15,7 @@ use fswal_core::{
 };
 
 use crate::error::CliError;
-use crate::source::{issue_line, open_read_only};
+use crate::store::{AnyStore, TargetArgs, open_read_only};
 
 /// Output format of `fswal dump`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -39,8 +38,9 @@ pub struct DumpArgs {
     /// Print at most N events.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
-    /// A WAL directory or one segment file.
-    pub path: PathBuf,
+    /// Where the WAL is.
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// The CSV header line.
@@ -82,7 +82,7 @@ fn decode(raw: &RequestEvent) -> Event {
 
 /// Runs `fswal dump`.
 pub fn run(args: &DumpArgs) -> Result<ExitCode, CliError> {
-    let mut source = open_read_only(&args.path)?;
+    let mut source = open_read_only(&args.target)?;
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let written = dump(&mut source.store, args, &mut out);
     let flushed = written.and_then(|done| out.flush().map(|()| done).map_err(Failure::Output));
@@ -101,7 +101,7 @@ pub fn run(args: &DumpArgs) -> Result<ExitCode, CliError> {
             if let Some(issue) = issue {
                 eprintln!(
                     "fswal: stopped at {}; the log is {status} there",
-                    issue_line(&source.store, &issue)
+                    source.store.issue_line(&issue)
                 );
             }
             Ok(ExitCode::from(1))
@@ -122,11 +122,7 @@ enum Failure {
     Replay(fswal_core::Error<fswal_backends::file::FileError>),
 }
 
-fn dump(
-    store: &mut fswal_backends::dir::DirStore,
-    args: &DumpArgs,
-    out: &mut impl Write,
-) -> Result<Done, Failure> {
+fn dump(store: &mut AnyStore, args: &DumpArgs, out: &mut impl Write) -> Result<Done, Failure> {
     let mut replay = Replay::new(store, Mode::Strict);
     if let Some(id) = args.from {
         replay.seek(id).map_err(Failure::Replay)?;

@@ -1,109 +1,241 @@
-//! `fswal record --dir DIR --events N [--blocks-per-segment B] [--start-id ID]`:
-//! appends events `ID..ID+N-1` of the reference stream (FORMAT-v1.md, "Known answers")
-//! to the WAL in DIR, creating it if needed, then seals.
+//! `fswal record (--dir DIR | --device DEV) --events N [--start-id ID | --resume]
+//! [--blocks-per-segment B] [--backend file|mmap|direct] [--sync-every N]
+//! [--print-durable] ...`: appends events of the reference stream (FORMAT-v1.md,
+//! "Known answers") to a WAL, then seals.
 //!
 //! An existing WAL is recovered first (a torn tail is preserved and cleared; damage
-//! before the end refuses, touching nothing), and its ids must stay increasing: an id
-//! not greater than the last one is refused before anything is written.
+//! before the end, or lost durable data, refuses and touches nothing), and ids must
+//! keep increasing: an id not greater than the last one is refused before anything is
+//! written. `--resume` starts after the last recovered event. A blank raw device is
+//! formatted on first use.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use fswal_backends::dir::DirStore;
+use fswal_backends::dir::{DirStore, SegmentDir};
+use fswal_backends::raw::RawStore;
 use fswal_core::limits::{SEGMENT_BLOCKS_DEFAULT, SEGMENT_BLOCKS_MAX, SEGMENT_BLOCKS_MIN};
 use fswal_core::reference::reference_event;
-use fswal_core::writer::ClearedTail;
+use fswal_core::writer::{ClearedTail, OpenScan, Retention};
 use fswal_core::{WalWriter, WriterConfig};
 
 use crate::clock::wall_clock_ns;
 use crate::error::CliError;
+use crate::store::{AnyStore, Backend};
 
 /// Arguments of `fswal record`.
 #[derive(Args, Debug)]
 pub struct RecordArgs {
     /// The WAL directory (created if missing).
-    #[arg(long)]
-    pub dir: PathBuf,
+    #[arg(long, required_unless_present = "device", conflicts_with = "device")]
+    pub dir: Option<PathBuf>,
+    /// A raw block device instead of a directory (formatted on first use if blank).
+    #[arg(long, value_name = "PATH")]
+    pub device: Option<PathBuf>,
+    /// How segment files are written (a raw device is always O_DIRECT).
+    #[arg(long, value_enum, default_value_t = Backend::File)]
+    pub backend: Backend,
     /// How many events to append.
     #[arg(long, value_name = "N")]
     pub events: u64,
-    /// Block slots per new segment (16..=524288; 256 events each).
+    /// Block slots per new segment (16..=524288; 256 events each). A formatted device
+    /// keeps the size it was formatted with.
     #[arg(
         long,
         value_name = "B",
-        default_value_t = SEGMENT_BLOCKS_DEFAULT,
         value_parser = clap::value_parser!(u32).range(i64::from(SEGMENT_BLOCKS_MIN)..=i64::from(SEGMENT_BLOCKS_MAX))
     )]
-    pub blocks_per_segment: u32,
-    /// The first event id to append.
-    #[arg(long, value_name = "ID", default_value_t = 1)]
-    pub start_id: u64,
+    pub blocks_per_segment: Option<u32>,
+    /// The first event id to append (default 1).
+    #[arg(long, value_name = "ID", conflicts_with = "resume")]
+    pub start_id: Option<u64>,
+    /// Continue after the last recovered event.
+    #[arg(long)]
+    pub resume: bool,
+    /// Sync after every N events (besides the sync of every sealed segment).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sync_every: Option<u64>,
+    /// Print `durable <event_id>` on stdout each time a sync returns.
+    #[arg(long)]
+    pub print_durable: bool,
+    /// With --device: open it O_DSYNC, every write durable when it returns.
+    #[arg(long, requires = "device")]
+    pub dsync: bool,
+    /// Replace each sealed segment by its LZ4 container (FS.%08u.wal.lz4).
+    #[arg(long, conflicts_with = "device")]
+    pub compress: bool,
+    /// Keep at most N segments, deleting the oldest sealed ones.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub retain_segments: Option<u32>,
+    /// Keep at most this many bytes of segments, deleting the oldest sealed ones.
+    #[arg(long, value_name = "BYTES")]
+    pub retain_bytes: Option<u64>,
+    /// On reopening, verify only from the checkpoint's segment on.
+    #[arg(long)]
+    pub open_from_checkpoint: bool,
 }
 
 /// The line recovery prints when it cleared a torn tail.
 #[must_use]
-pub fn cleared_line(store: &DirStore, c: &ClearedTail) -> String {
+pub fn cleared_line(store: &AnyStore, c: &ClearedTail) -> String {
+    let kept = match store {
+        AnyStore::Raw(_) => "in the device's quarantine area".to_string(),
+        _ => format!("as {}.torn-*", store.segment_file(c.segment).display()),
+    };
     format!(
-        "recovered: cleared a torn tail of {} block slots in {} from block {} on ({} bytes preserved as {}.torn-*)",
+        "recovered: cleared a torn tail of {} block slots in {} from block {} on ({} bytes preserved {kept})",
         c.slots_cleared,
-        store.segment_path(c.segment).display(),
+        store.locate(
+            c.segment,
+            fswal_core::limits::block_offset_bytes(c.from_slot)
+        ),
         c.from_slot,
         c.bytes_preserved,
-        store.segment_path(c.segment).display()
     )
+}
+
+/// Opens the store `args` names for appending, and the block count its new segments
+/// get.
+fn open_store(args: &RecordArgs) -> Result<(AnyStore, u32), CliError> {
+    let blocks = args.blocks_per_segment.unwrap_or(SEGMENT_BLOCKS_DEFAULT);
+    if let Some(device) = &args.device {
+        let (store, formatted) =
+            RawStore::open_or_format(device, blocks, wall_clock_ns(), args.dsync)?;
+        let layout = *store.layout();
+        if formatted {
+            eprintln!(
+                "fswal: formatted {}: {} slots of {} blocks",
+                device.display(),
+                layout.slot_count,
+                layout.blocks_per_segment
+            );
+        } else if args
+            .blocks_per_segment
+            .is_some_and(|b| b != layout.blocks_per_segment)
+        {
+            eprintln!(
+                "fswal: {} was formatted with {} blocks per segment; using that",
+                device.display(),
+                layout.blocks_per_segment
+            );
+        }
+        return Ok((AnyStore::Raw(store), layout.blocks_per_segment));
+    }
+    let Some(dir) = args.dir.as_deref() else {
+        return Err(CliError::new("give --dir or --device"));
+    };
+    let store = match args.backend {
+        Backend::File => {
+            AnyStore::File(DirStore::open_for_append(dir)?.compress_sealed(args.compress))
+        }
+        Backend::Mmap => {
+            AnyStore::Mmap(SegmentDir::open_for_append(dir)?.compress_sealed(args.compress))
+        }
+        Backend::Direct => {
+            AnyStore::Direct(SegmentDir::open_for_append(dir)?.compress_sealed(args.compress))
+        }
+    };
+    Ok((store, blocks))
+}
+
+/// A read-only view of the same WAL, to describe damage after the writer refused.
+fn view(args: &RecordArgs) -> Result<AnyStore, CliError> {
+    Ok(match (&args.device, &args.dir) {
+        (Some(device), _) => AnyStore::Raw(RawStore::open(device, false, false)?),
+        (None, Some(dir)) => AnyStore::File(DirStore::open_read_only(dir)?),
+        (None, None) => return Err(CliError::new("give --dir or --device")),
+    })
 }
 
 /// Runs `fswal record`.
 pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
-    let last_id = args
-        .start_id
-        .checked_add(args.events)
-        .and_then(|end| end.checked_sub(1))
-        .ok_or_else(|| CliError::new("--start-id + --events overflows a u64 event id"))?;
-    if args.start_id == 0 {
+    if args.start_id == Some(0) {
         return Err(CliError::new(
             "--start-id must be at least 1 (event id 0 is invalid)",
         ));
     }
-    let store = DirStore::open_for_append(&args.dir)?;
-    let config = WriterConfig::with_blocks(args.blocks_per_segment);
+    let (store, blocks_per_segment) = open_store(args)?;
+    let config = WriterConfig {
+        blocks_per_segment,
+        retention: Retention {
+            segments_max: args.retain_segments,
+            bytes_max: args.retain_bytes,
+        },
+        open_scan: if args.open_from_checkpoint {
+            OpenScan::FromCheckpoint
+        } else {
+            OpenScan::Full
+        },
+    };
     let (mut writer, recovery) = match WalWriter::open(store, wall_clock_ns, config) {
         Ok(opened) => opened,
-        Err(e) => {
-            // The store was moved into `open`; describe damage with a fresh read-only view.
-            let view = DirStore::open_read_only(&args.dir)?;
-            return Err(CliError::from_core(&view, e));
-        }
+        Err(e) => return Err(CliError::from_core(&view(args)?, e)),
     };
     if let Some(c) = &recovery.cleared {
         eprintln!("fswal: {}", cleared_line(writer.store(), c));
     }
+    let start_id = if args.resume {
+        writer.last_event_id().saturating_add(1)
+    } else {
+        args.start_id.unwrap_or(1)
+    };
+    let last_id = start_id
+        .checked_add(args.events)
+        .and_then(|end| end.checked_sub(1))
+        .ok_or_else(|| CliError::new("the start id + --events overflows a u64 event id"))?;
+    let mut out = std::io::stdout().lock();
+    let mut reported = writer.durable_event_id();
+    let mut report_durable = |id: u64| -> Result<(), CliError> {
+        if args.print_durable && id > reported {
+            reported = id;
+            // Flushed line by line: whoever reads it may kill us the next instant.
+            writeln!(out, "durable {id}")
+                .and_then(|()| out.flush())
+                .map_err(|e| CliError::new(format!("stdout: {e}")))?;
+        }
+        Ok(())
+    };
     // Empty when `--events 0`: `last_id` is then `start_id - 1`.
-    for id in args.start_id..=last_id {
+    for (n, id) in (start_id..=last_id).enumerate() {
+        let durable_before = writer.durable_event_id();
         writer.append(&reference_event(id)).map_err(|e| match e {
-            fswal_core::Error::EventIdNotIncreasing { last_event_id, .. } => CliError::at(
-                &args.dir,
-                format!(
-                    "{e} (the WAL already holds events through {last_event_id}; use --start-id {})",
-                    last_event_id.saturating_add(1)
-                ),
-            ),
+            fswal_core::Error::EventIdNotIncreasing { last_event_id, .. } => CliError::new(format!(
+                "{}: {e} (the WAL already holds events through {last_event_id}; use --start-id {} or --resume)",
+                args.dir.as_deref().or(args.device.as_deref()).map(|p| p.display().to_string()).unwrap_or_default(),
+                last_event_id.saturating_add(1)
+            )),
             e => CliError::from_core(writer.store(), e),
         })?;
+        if args.sync_every.is_some_and(|k| (n as u64 + 1) % k == 0) {
+            let durable = writer
+                .sync()
+                .map_err(|e| CliError::from_core(writer.store(), e))?;
+            report_durable(durable)?;
+        } else if writer.durable_event_id() != durable_before {
+            // A sealed segment is synced: that too makes events durable.
+            report_durable(writer.durable_event_id())?;
+        }
     }
     let durable = writer
         .close()
         .map_err(|e| CliError::from_core(writer.store(), e))?;
+    report_durable(durable)?;
     let ids = if args.events == 0 {
         String::new()
     } else {
-        format!(" (ids {}..={last_id})", args.start_id)
+        format!(" (ids {start_id}..={last_id})")
     };
+    let place = args
+        .dir
+        .as_deref()
+        .or(args.device.as_deref())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     println!(
-        "recorded {} events{ids} in {}; durable through event {durable}",
-        args.events,
-        args.dir.display(),
+        "recorded {} events{ids} in {place}; durable through event {durable}",
+        args.events
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,6 @@
 //! is valid), 1 when damage or truncation was found, 2 on usage or I/O errors.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -14,7 +13,7 @@ use serde::Serialize;
 
 use crate::cmd::ModeArg;
 use crate::error::CliError;
-use crate::source::{Source, issue_line, open_read_only};
+use crate::store::{Source, TargetArgs, open_read_only};
 
 /// The most issues a report lists; `issues_total` counts them all.
 pub const ISSUES_LISTED_MAX: usize = 1000;
@@ -29,8 +28,9 @@ pub struct VerifyArgs {
     /// (diagnostic).
     #[arg(long, value_enum, default_value_t = ModeArg::Strict)]
     pub mode: ModeArg,
-    /// A WAL directory or one segment file.
-    pub path: PathBuf,
+    /// Where the WAL is.
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// What `verify` found.
@@ -89,7 +89,7 @@ struct JsonReport {
 
 /// Runs `fswal verify`.
 pub fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
-    let mut source = open_read_only(&args.path)?;
+    let mut source = open_read_only(&args.target)?;
     let mode = Mode::from(args.mode);
     let v = verify(&mut source, mode)?;
     let s = &v.summary;
@@ -116,7 +116,7 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
                     block: i.block,
                     offset: i.offset_bytes,
                     reason: i.reason.to_string(),
-                    file: source.store.segment_path(i.segment).display().to_string(),
+                    file: source.store.segment_file(i.segment).display().to_string(),
                 })
                 .collect(),
             issues_total: s.issues,
@@ -137,7 +137,7 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
 fn write_text(out: &mut impl Write, source: &Source, v: &Verified) -> std::io::Result<()> {
     let s = &v.summary;
     for issue in &v.issues {
-        writeln!(out, "{}", issue_line(&source.store, issue))?;
+        writeln!(out, "{}", source.store.issue_line(issue))?;
     }
     if s.issues > v.issues.len() as u64 {
         writeln!(

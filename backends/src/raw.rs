@@ -1,0 +1,786 @@
+//! The raw block device backend: a WAL on a block device with no file system.
+//!
+//! The device is a fixed array of segment slots behind a small checksummed superblock
+//! (see [`fswal_core::superblock`] for the layout). Segment `i` lives in slot
+//! `i % slot_count`; a slot's segment header says which segment it holds. All I/O is
+//! `O_DIRECT` through [`DirectDevice`] windows aligned to the device's physical
+//! sectors, so nothing sits in a page cache between a sync and the device.
+//!
+//! What each [`SegmentStore`] operation does here:
+//!
+//! - creating segment `i` needs its slot free (no segment header): the slot is zeroed,
+//!   synced, and only then given its header (one sector write), synced. A crash leaves
+//!   a free slot or the whole new segment. A slot still holding a segment means the
+//!   device is full: retention must remove that segment first.
+//! - removing a segment blanks its header sector (one sector write) and syncs.
+//! - the checkpoint is one sector at 4 KiB, rewritten in place: a sector write is atomic.
+//! - bytes recovery preserves before clearing a torn tail go to the quarantine area
+//!   (40 entries); when it is full, preserving fails and recovery refuses to clear.
+//!
+//! A device is formatted only when its first 4 KiB are blank: fswal never overwrites
+//! something it did not write. Formatting blanks every slot's header sector, so that
+//! nothing an earlier use left on the device reads as a segment.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::vec;
+use std::vec::Vec;
+use std::{format, string::String};
+
+use fswal_core::checkpoint::CHECKPOINT_SIZE_BYTES;
+use fswal_core::device::BlockDevice;
+use fswal_core::segment_header::SEGMENT_MAGIC;
+use fswal_core::store::SegmentStore;
+use fswal_core::superblock::{
+    CHECKPOINT_OFFSET_BYTES, FIRST_SLOT_OFFSET_BYTES, Layout, QUARANTINE_ENTRIES,
+    QUARANTINE_ENTRY_BYTES, QUARANTINE_OFFSET_BYTES, REGION_ALIGN_BYTES, SUPERBLOCK_SIZE_BYTES,
+    Superblock, SuperblockDefect,
+};
+use xxhash_rust::xxh64::xxh64;
+
+use crate::direct::{DirectDevice, geometry};
+use crate::file::FileError;
+
+/// The quarantine entry magic.
+const QUARANTINE_MAGIC: [u8; 8] = *b"FSWALQ01";
+
+/// Bytes zeroed per write when a slot is cleared for a new segment.
+const ZERO_CHUNK_BYTES: usize = 1 << 20;
+
+/// Attempts at `flock` when a signal interrupts it.
+const LOCK_ATTEMPTS_MAX: u32 = 64;
+
+/// One entry of the quarantine area: bytes recovery preserved before clearing them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuarantineEntry {
+    /// The entry's number (0..40).
+    pub entry: u32,
+    /// The segment the bytes came from.
+    pub segment: u32,
+    /// Their offset inside that segment.
+    pub offset_bytes: u64,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A WAL on a raw block device (or a file used as one).
+#[derive(Debug)]
+pub struct RawStore {
+    path: PathBuf,
+    layout: Layout,
+    writable: bool,
+    dsync: bool,
+    /// A read-only window over the whole used part of the device, for headers and
+    /// reserved regions. Writes always go through fresh windows (see `write_at`).
+    reader: DirectDevice,
+    /// A writer's lock on the device, held for the store's lifetime.
+    _lock: Option<File>,
+}
+
+/// The error for `message` about the device `path`.
+fn invalid(
+    op: &'static str,
+    path: &Path,
+    offset: Option<u64>,
+    kind: io::ErrorKind,
+    message: String,
+) -> FileError {
+    FileError::custom(op, path, offset, kind, message)
+}
+
+impl RawStore {
+    /// Opens the WAL on the formatted device `path`, read-only unless `writable`.
+    /// A writable store holds an exclusive lock on the device until it is dropped, and
+    /// with `dsync` every write is durable when it returns.
+    pub fn open(path: &Path, writable: bool, dsync: bool) -> Result<Self, FileError> {
+        let lock = if writable {
+            Some(lock_device(path)?)
+        } else {
+            None
+        };
+        let size = device_size(path)?;
+        let mut reader = DirectDevice::open_window(path, 0, size, false, false)?;
+        let mut raw = [0u8; SUPERBLOCK_SIZE_BYTES];
+        if size >= SUPERBLOCK_SIZE_BYTES as u64 {
+            reader.read_exact_at(0, &mut raw)?;
+        }
+        let layout = Superblock::decode(&raw).map_err(|defect| {
+            let why = match defect {
+                SuperblockDefect::BadMagic => {
+                    "no fswal superblock: not a WAL device (record to a blank device formats it)"
+                        .into()
+                }
+                SuperblockDefect::UnsupportedVersion => "unsupported layout version".into(),
+                SuperblockDefect::ChecksumMismatch => "superblock checksum mismatch".into(),
+                SuperblockDefect::Inconsistent(rule) => {
+                    format!("superblock is inconsistent: {rule}")
+                }
+            };
+            invalid("open", path, Some(0), io::ErrorKind::InvalidData, why)
+        })?;
+        if layout.device_size_bytes > size {
+            return Err(invalid(
+                "open",
+                path,
+                Some(0),
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the device is {size} bytes, smaller than the {} it was formatted with",
+                    layout.device_size_bytes
+                ),
+            ));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            layout,
+            writable,
+            dsync,
+            reader,
+            _lock: lock,
+        })
+    }
+
+    /// Formats the blank device `path` for segments of `blocks_per_segment` block
+    /// slots, then opens it for writing. Refuses a device whose first 4 KiB are not
+    /// all zero: fswal never overwrites what it did not write.
+    pub fn format(
+        path: &Path,
+        blocks_per_segment: u32,
+        now_ns: u64,
+        dsync: bool,
+    ) -> Result<Self, FileError> {
+        let lock = lock_device(path)?;
+        let file = File::open(path).map_err(|e| FileError::new("open", path, None, e))?;
+        let g = geometry(&file, path)?;
+        drop(file);
+        let mut reader = DirectDevice::open_window(path, 0, g.size_bytes, false, false)?;
+        let mut head = vec![0u8; usize::try_from(REGION_ALIGN_BYTES).unwrap_or(4096)];
+        if g.size_bytes >= REGION_ALIGN_BYTES {
+            reader.read_exact_at(0, &mut head)?;
+        }
+        if head.iter().any(|&b| b != 0) {
+            return Err(invalid(
+                "format",
+                path,
+                Some(0),
+                io::ErrorKind::AlreadyExists,
+                "the device's first 4 KiB are not blank: fswal formats only a blank device".into(),
+            ));
+        }
+        let layout = Layout::for_device(g.size_bytes, g.logical_block_bytes, blocks_per_segment, now_ns)
+            .ok_or_else(|| {
+                invalid(
+                    "format",
+                    path,
+                    None,
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "a device of {} bytes cannot hold a segment of {blocks_per_segment} blocks after its 1 MiB of reserved regions",
+                        g.size_bytes
+                    ),
+                )
+            })?;
+        let mut store = Self {
+            path: path.to_path_buf(),
+            layout,
+            writable: true,
+            dsync,
+            reader,
+            _lock: Some(lock),
+        };
+        // Blank the reserved regions and every slot's header, then write the superblock
+        // last: a crash before it leaves a device that still reads as blank.
+        let reserved = FIRST_SLOT_OFFSET_BYTES - REGION_ALIGN_BYTES;
+        store.zero(REGION_ALIGN_BYTES, reserved)?;
+        for slot in 0..layout.slot_count {
+            store.zero(layout.slot_offset_bytes(slot), REGION_ALIGN_BYTES)?;
+        }
+        store.write_at("format", 0, &Superblock::new(&layout).to_bytes())?;
+        Ok(store)
+    }
+
+    /// Opens the WAL on `path` for writing, formatting the device first if it is blank.
+    /// Returns the store and whether it formatted.
+    pub fn open_or_format(
+        path: &Path,
+        blocks_per_segment: u32,
+        now_ns: u64,
+        dsync: bool,
+    ) -> Result<(Self, bool), FileError> {
+        match Self::open(path, true, dsync) {
+            Ok(store) => Ok((store, false)),
+            Err(e)
+                if e.source.kind() == io::ErrorKind::InvalidData && e.offset_bytes == Some(0) =>
+            {
+                // Not formatted: `format` refuses anything but a blank device.
+                match Self::format(path, blocks_per_segment, now_ns, dsync) {
+                    Ok(store) => Ok((store, true)),
+                    Err(f) if f.source.kind() == io::ErrorKind::AlreadyExists => Err(e),
+                    Err(f) => Err(f),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The device's layout.
+    #[must_use]
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The device.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where byte `offset_bytes` of segment `index` is on the device.
+    #[must_use]
+    pub fn device_offset_bytes(&self, index: u32, offset_bytes: u64) -> u64 {
+        self.layout
+            .slot_offset_bytes(self.layout.slot_of(index))
+            .saturating_add(offset_bytes)
+    }
+
+    /// The entries of the quarantine area that hold preserved bytes.
+    pub fn quarantine(&mut self) -> Result<Vec<QuarantineEntry>, FileError> {
+        let mut out = Vec::new();
+        for entry in 0..QUARANTINE_ENTRIES {
+            if let Some(e) = self.read_quarantine_entry(entry)? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    fn refuse_read_only(&self, op: &'static str) -> Result<(), FileError> {
+        if self.writable {
+            return Ok(());
+        }
+        Err(invalid(
+            op,
+            &self.path,
+            None,
+            io::ErrorKind::PermissionDenied,
+            "the WAL device is open read-only".into(),
+        ))
+    }
+
+    /// Writes `bytes` at device offset `offset_bytes` and syncs, through a fresh
+    /// window: its one-sector cache cannot hold a sector another window changed since.
+    fn write_at(
+        &mut self,
+        op: &'static str,
+        offset_bytes: u64,
+        bytes: &[u8],
+    ) -> Result<(), FileError> {
+        self.refuse_read_only(op)?;
+        let base = offset_bytes - offset_bytes % REGION_ALIGN_BYTES;
+        let len = (offset_bytes - base)
+            .checked_add(bytes.len() as u64)
+            .ok_or_else(|| {
+                invalid(
+                    op,
+                    &self.path,
+                    Some(offset_bytes),
+                    io::ErrorKind::InvalidInput,
+                    "too long".into(),
+                )
+            })?;
+        let mut window = DirectDevice::open_window(&self.path, base, len, true, self.dsync)?;
+        window.write_all_at(offset_bytes - base, bytes)?;
+        window.sync()
+    }
+
+    /// Zeroes `len_bytes` from device offset `offset_bytes` and syncs.
+    fn zero(&mut self, offset_bytes: u64, len_bytes: u64) -> Result<(), FileError> {
+        self.refuse_read_only("zero")?;
+        let mut window =
+            DirectDevice::open_window(&self.path, offset_bytes, len_bytes, true, self.dsync)?;
+        let zeros = vec![0u8; ZERO_CHUNK_BYTES];
+        let mut done = 0u64;
+        // Bounded by the slot size over the chunk size.
+        while done < len_bytes {
+            let n = usize::try_from(len_bytes - done)
+                .map_or(ZERO_CHUNK_BYTES, |left| left.min(ZERO_CHUNK_BYTES));
+            window.write_all_at(done, &zeros[..n])?;
+            done += n as u64;
+        }
+        window.sync()
+    }
+
+    /// The segment index slot `slot`'s header names, if it holds a segment.
+    fn slot_segment(&mut self, slot: u32) -> Result<Option<u32>, FileError> {
+        let mut head = [0u8; 8];
+        self.reader
+            .read_exact_at(self.layout.slot_offset_bytes(slot), &mut head)?;
+        let [m0, m1, _, _, i0, i1, i2, i3] = head;
+        if u16::from_le_bytes([m0, m1]) != SEGMENT_MAGIC {
+            return Ok(None);
+        }
+        let index = u32::from_le_bytes([i0, i1, i2, i3]);
+        // A header whose index belongs in another slot is not a segment of this slot.
+        Ok((self.layout.slot_of(index) == slot).then_some(index))
+    }
+
+    fn segment_window(&self, index: u32) -> Result<DirectDevice, FileError> {
+        let offset = self.layout.slot_offset_bytes(self.layout.slot_of(index));
+        DirectDevice::open_window(
+            &self.path,
+            offset,
+            self.layout.segment_size_bytes(),
+            self.writable,
+            self.dsync,
+        )
+    }
+
+    fn quarantine_offset(entry: u32) -> u64 {
+        QUARANTINE_OFFSET_BYTES + u64::from(entry) * QUARANTINE_ENTRY_BYTES
+    }
+
+    fn read_quarantine_entry(&mut self, entry: u32) -> Result<Option<QuarantineEntry>, FileError> {
+        let at = Self::quarantine_offset(entry);
+        let mut head = [0u8; 64];
+        self.reader.read_exact_at(at, &mut head)?;
+        if head[..8] != QUARANTINE_MAGIC {
+            return Ok(None);
+        }
+        let field = |range: core::ops::Range<usize>| {
+            let mut b = [0u8; 8];
+            b[..range.len()].copy_from_slice(&head[range]);
+            u64::from_le_bytes(b)
+        };
+        let damaged = |what: &str| {
+            invalid(
+                "read quarantine",
+                &self.path,
+                Some(at),
+                io::ErrorKind::InvalidData,
+                format!("quarantine entry {entry}: {what}"),
+            )
+        };
+        if xxh64(&head[..56], 0) != field(56..64) {
+            return Err(damaged("header checksum mismatch"));
+        }
+        let segment = u32::try_from(field(8..12)).map_err(|_| damaged("segment"))?;
+        let len = usize::try_from(field(12..16)).map_err(|_| damaged("length"))?;
+        if len as u64 > QUARANTINE_ENTRY_BYTES - REGION_ALIGN_BYTES {
+            return Err(damaged("length beyond the entry"));
+        }
+        let mut bytes = vec![0u8; len];
+        self.reader
+            .read_exact_at(at + REGION_ALIGN_BYTES, &mut bytes)?;
+        if xxh64(&bytes, 0) != field(24..32) {
+            return Err(damaged("data checksum mismatch"));
+        }
+        Ok(Some(QuarantineEntry {
+            entry,
+            segment,
+            offset_bytes: field(16..24),
+            bytes,
+        }))
+    }
+}
+
+impl SegmentStore for RawStore {
+    type Device = DirectDevice;
+    type Error = FileError;
+
+    fn segment_range(&mut self) -> Result<Option<(u32, u32)>, FileError> {
+        let mut range: Option<(u32, u32)> = None;
+        // Bounded by the slot count of the superblock.
+        for slot in 0..self.layout.slot_count {
+            if let Some(index) = self.slot_segment(slot)? {
+                range = Some(match range {
+                    None => (index, index),
+                    Some((low, high)) => (low.min(index), high.max(index)),
+                });
+            }
+        }
+        Ok(range)
+    }
+
+    fn open_segment(&mut self, index: u32) -> Result<Option<DirectDevice>, FileError> {
+        if self.slot_segment(self.layout.slot_of(index))? != Some(index) {
+            return Ok(None);
+        }
+        self.segment_window(index).map(Some)
+    }
+
+    fn create_segment(
+        &mut self,
+        index: u32,
+        size_bytes: u64,
+        initial: &[u8],
+    ) -> Result<DirectDevice, FileError> {
+        self.refuse_read_only("create")?;
+        let slot = self.layout.slot_of(index);
+        let slot_offset = self.layout.slot_offset_bytes(slot);
+        if size_bytes != self.layout.segment_size_bytes() {
+            return Err(invalid(
+                "create",
+                &self.path,
+                Some(slot_offset),
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "segments on this device have {} blocks ({} bytes), not {size_bytes} bytes",
+                    self.layout.blocks_per_segment,
+                    self.layout.segment_size_bytes()
+                ),
+            ));
+        }
+        if let Some(held) = self.slot_segment(slot)? {
+            return Err(invalid(
+                "create",
+                &self.path,
+                Some(slot_offset),
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "slot {slot} holds segment {held}: the device is full (its {} slots are in use; retention must remove old segments)",
+                    self.layout.slot_count
+                ),
+            ));
+        }
+        // Zero, sync, then the header, sync: a crash leaves a free slot or the segment.
+        self.zero(slot_offset, self.layout.segment_size_bytes())?;
+        self.write_at("create", slot_offset, initial)?;
+        self.segment_window(index)
+    }
+
+    fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), FileError> {
+        self.refuse_read_only("preserve")?;
+        if bytes.len() as u64 > QUARANTINE_ENTRY_BYTES - REGION_ALIGN_BYTES {
+            return Err(invalid(
+                "preserve",
+                &self.path,
+                Some(self.device_offset_bytes(index, offset_bytes)),
+                io::ErrorKind::InvalidInput,
+                "more bytes than a quarantine entry holds".into(),
+            ));
+        }
+        for entry in 0..QUARANTINE_ENTRIES {
+            let at = Self::quarantine_offset(entry);
+            let mut magic = [0u8; 8];
+            self.reader.read_exact_at(at, &mut magic)?;
+            if magic == QUARANTINE_MAGIC {
+                continue;
+            }
+            // The data first, then the header that makes the entry count.
+            self.write_at("preserve", at + REGION_ALIGN_BYTES, bytes)?;
+            let mut head = [0u8; 64];
+            head[..8].copy_from_slice(&QUARANTINE_MAGIC);
+            head[8..12].copy_from_slice(&index.to_le_bytes());
+            head[12..16]
+                .copy_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+            head[16..24].copy_from_slice(&offset_bytes.to_le_bytes());
+            head[24..32].copy_from_slice(&xxh64(bytes, 0).to_le_bytes());
+            let checksum = xxh64(&head[..56], 0);
+            head[56..64].copy_from_slice(&checksum.to_le_bytes());
+            return self.write_at("preserve", at, &head);
+        }
+        Err(invalid(
+            "preserve",
+            &self.path,
+            Some(QUARANTINE_OFFSET_BYTES),
+            io::ErrorKind::StorageFull,
+            format!(
+                "the quarantine area is full ({QUARANTINE_ENTRIES} entries): copy them out before recovering again"
+            ),
+        ))
+    }
+
+    fn remove_segment(&mut self, index: u32) -> Result<(), FileError> {
+        self.refuse_read_only("remove")?;
+        let slot = self.layout.slot_of(index);
+        if self.slot_segment(slot)? != Some(index) {
+            return Ok(());
+        }
+        self.write_at("remove", self.layout.slot_offset_bytes(slot), &[0u8; 64])
+    }
+
+    fn segment_sealed(&mut self, _index: u32) -> Result<(), FileError> {
+        // Slots are fixed: a sealed segment stays where it is.
+        Ok(())
+    }
+
+    fn read_checkpoint(&mut self) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, FileError> {
+        let mut record = [0u8; CHECKPOINT_SIZE_BYTES];
+        self.reader
+            .read_exact_at(CHECKPOINT_OFFSET_BYTES, &mut record)?;
+        Ok(record.iter().any(|&b| b != 0).then_some(record))
+    }
+
+    fn write_checkpoint(&mut self, record: &[u8; CHECKPOINT_SIZE_BYTES]) -> Result<(), FileError> {
+        self.write_at("write checkpoint", CHECKPOINT_OFFSET_BYTES, record)
+    }
+}
+
+/// The size of the device (or file) at `path`.
+fn device_size(path: &Path) -> Result<u64, FileError> {
+    let file = File::open(path).map_err(|e| FileError::new("open", path, None, e))?;
+    Ok(geometry(&file, path)?.size_bytes)
+}
+
+/// Takes an exclusive advisory lock on `path`, so that two writers never share a device.
+fn lock_device(path: &Path) -> Result<File, FileError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .open(path)
+        .map_err(|e| FileError::new("open", path, None, e))?;
+    for _ in 0..LOCK_ATTEMPTS_MAX {
+        // SAFETY: `flock` only reads its integer arguments; the descriptor belongs to
+        // `file`, which is borrowed for the call and so stays open.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(file);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => {
+                return Err(invalid(
+                    "lock",
+                    path,
+                    None,
+                    io::ErrorKind::WouldBlock,
+                    "another process is writing to this WAL device".into(),
+                ));
+            }
+            _ => return Err(FileError::new("lock", path, None, e)),
+        }
+    }
+    Err(invalid(
+        "lock",
+        path,
+        None,
+        io::ErrorKind::Interrupted,
+        "interrupted too often".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::string::ToString;
+    use std::vec::Vec;
+
+    use embedded_io::{Error as _, ErrorKind};
+    use fswal_core::limits::segment_size_bytes;
+    use fswal_core::reference::reference_event;
+    use fswal_core::writer::Retention;
+    use fswal_core::{Mode, Replay, Status, WalWriter, WriterConfig};
+
+    use super::*;
+    use crate::testing::{LoopDevice, say};
+
+    const MIB: u64 = 1 << 20;
+
+    /// A blank image file of `size_bytes` in a new tempdir.
+    fn blank_image(size_bytes: u64) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("device.img");
+        File::create(&path).unwrap().set_len(size_bytes).unwrap();
+        (tmp, path)
+    }
+
+    fn write(
+        store: RawStore,
+        events: core::ops::RangeInclusive<u64>,
+        config: WriterConfig,
+    ) -> RawStore {
+        let (mut w, _) = WalWriter::open(store, || 1u64, config).unwrap();
+        for i in events {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.close().unwrap();
+        w.into_store()
+    }
+
+    fn replay(path: &Path) -> (Vec<u64>, fswal_core::Summary) {
+        let mut ids = Vec::new();
+        let store = RawStore::open(path, false, false).unwrap();
+        let s = Replay::new(store, Mode::Strict)
+            .run(|e| ids.push(e.event_id()))
+            .unwrap();
+        (ids, s)
+    }
+
+    #[test]
+    fn formats_only_a_blank_device() {
+        let (_tmp, path) = blank_image(32 * MIB);
+        let e = RawStore::open(&path, false, false).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidData);
+        assert!(e.to_string().contains("no fswal superblock"), "{e}");
+        let store = RawStore::format(&path, 16, 5, false).unwrap();
+        assert_eq!(store.layout().slot_count, 31);
+        assert_eq!(store.layout().blocks_per_segment, 16);
+        drop(store);
+        let store = RawStore::open(&path, false, false).unwrap();
+        assert_eq!(store.layout().formatted_ts_ns, 5);
+        // Formatted: not blank any more, so not formatted again.
+        let e = RawStore::format(&path, 16, 6, false).unwrap_err();
+        assert_eq!(e.source.kind(), io::ErrorKind::AlreadyExists);
+        // Something else on a device is never overwritten.
+        let (_tmp2, other) = blank_image(32 * MIB);
+        fs::write(&other, b"an ext4 superblock, say").unwrap();
+        File::options()
+            .write(true)
+            .open(&other)
+            .unwrap()
+            .set_len(32 * MIB)
+            .unwrap();
+        assert!(RawStore::open_or_format(&other, 16, 1, false).is_err());
+        assert_eq!(&fs::read(&other).unwrap()[..7], b"an ext4");
+        // Too small for one slot.
+        let (_tmp3, tiny) = blank_image(MIB + 4096);
+        assert_eq!(
+            RawStore::format(&tiny, 16, 1, false)
+                .unwrap_err()
+                .source
+                .kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn writer_and_replay_round_trip_on_a_device_image() {
+        let (tmp, path) = blank_image(32 * MIB);
+        let (store, formatted) = RawStore::open_or_format(&path, 16, 1, false).unwrap();
+        assert!(formatted);
+        drop(write(store, 1..=10_000, WriterConfig::with_blocks(16)));
+        let (ids, s) = replay(&path);
+        assert_eq!(ids, (1..=10_000).collect::<Vec<_>>());
+        assert_eq!((s.status, s.segments), (Status::Ok, 3));
+
+        // The same bytes as a directory's segments, at the start of slots 0, 1, 2.
+        let dir = tmp.path().join("wal");
+        let (mut w, _) = WalWriter::open(
+            crate::dir::DirStore::open_for_append(&dir).unwrap(),
+            || 1u64,
+            WriterConfig::with_blocks(16),
+        )
+        .unwrap();
+        for i in 1..=10_000 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.close().unwrap();
+        let image = fs::read(&path).unwrap();
+        let seg = usize::try_from(segment_size_bytes(16)).unwrap();
+        for i in 0..3usize {
+            let file = fs::read(dir.join(format!("FS.0000000{i}.wal"))).unwrap();
+            let at = usize::try_from(MIB).unwrap() * (1 + i);
+            assert!(
+                image[at..at + seg] == file[..],
+                "segment {i} differs from the file backend's"
+            );
+        }
+        // A second writer is locked out while one holds the device.
+        let (_store, formatted) = RawStore::open_or_format(&path, 16, 1, false).unwrap();
+        assert!(!formatted);
+        let e = RawStore::open(&path, true, false).unwrap_err();
+        assert!(e.to_string().contains("another process"), "{e}");
+    }
+
+    #[test]
+    fn a_full_device_refuses_and_retention_recycles_slots() {
+        // 8 MiB: 7 slots of 1 MiB after the reserved megabyte.
+        let (_tmp, path) = blank_image(8 * MIB);
+        let store = RawStore::format(&path, 16, 1, false).unwrap();
+        assert_eq!(store.layout().slot_count, 7);
+        let (mut w, _) = WalWriter::open(store, || 1u64, WriterConfig::with_blocks(16)).unwrap();
+        let mut refused = None;
+        for i in 1..=8 * 4096 {
+            if let Err(e) = w.append(&reference_event(i)) {
+                refused = Some((i, e));
+                break;
+            }
+        }
+        let (at, e) = refused.expect("the device filled up");
+        assert_eq!(at, 7 * 4096 + 1, "7 full segments fit");
+        assert!(e.to_string().contains("the device is full"), "{e}");
+        drop(w);
+
+        let (_tmp, path) = blank_image(8 * MIB);
+        let store = RawStore::format(&path, 16, 1, false).unwrap();
+        let config = WriterConfig {
+            retention: Retention {
+                segments_max: Some(3),
+                bytes_max: None,
+            },
+            ..WriterConfig::with_blocks(16)
+        };
+        let mut store = write(store, 1..=20 * 4096 + 5, config);
+        assert_eq!(store.segment_range().unwrap(), Some((18, 20)));
+        drop(store);
+        let (ids, s) = replay(&path);
+        assert_eq!(ids.first(), Some(&(18 * 4096 + 1)));
+        assert_eq!(ids.len(), 2 * 4096 + 5);
+        assert_eq!(s.status, Status::Ok);
+    }
+
+    #[test]
+    fn a_torn_tail_is_preserved_in_the_quarantine_area() {
+        let (_tmp, path) = blank_image(16 * MIB);
+        let store = RawStore::format(&path, 16, 1, false).unwrap();
+        let (mut w, _) = WalWriter::open(store, || 1u64, WriterConfig::with_blocks(16)).unwrap();
+        for i in 1..=1000 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.sync().unwrap();
+        for i in 1001..=1300 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        drop(w); // a crash: block 4 (events 1001..=1256) is written, not synced
+        // Tear it: zero its second half on the device.
+        let block4 = MIB + 64 + 4 * 16_448;
+        let mut image = fs::read(&path).unwrap();
+        let at = usize::try_from(block4 + 8192).unwrap();
+        image[at..at + 8256].fill(0);
+        let torn = image[usize::try_from(block4).unwrap()..][..16_448].to_vec();
+        fs::write(&path, &image).unwrap();
+
+        let store = RawStore::open(&path, true, false).unwrap();
+        let (w, rec) = WalWriter::open(store, || 1u64, WriterConfig::with_blocks(16)).unwrap();
+        assert_eq!(rec.summary.status, Status::Truncated);
+        assert_eq!(rec.cleared.map(|c| c.slots_cleared), Some(1));
+        assert_eq!(w.last_event_id(), 1000);
+        let mut store = w.into_store();
+        let q = store.quarantine().unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!((q[0].segment, q[0].offset_bytes), (0, 64 + 4 * 16_448));
+        assert!(
+            q[0].bytes == torn,
+            "the preserved bytes are the torn block's"
+        );
+        drop(store);
+        let (ids, s) = replay(&path);
+        assert_eq!((ids.len(), s.status), (1000, Status::Ok));
+        // The checkpoint lives on the device too.
+        let mut store = RawStore::open(&path, false, false).unwrap();
+        assert!(store.read_checkpoint().unwrap().is_some());
+    }
+
+    #[test]
+    fn round_trip_on_a_loop_device() {
+        let tmp = tempfile::tempdir().unwrap();
+        let device = match LoopDevice::attach_blank(tmp.path(), 64 * MIB) {
+            Ok(device) => device,
+            Err(reason) => {
+                say(format_args!(
+                    "skipping: loop devices unavailable ({reason})\n"
+                ));
+                return;
+            }
+        };
+        let (store, formatted) = RawStore::open_or_format(device.path(), 16, 1, true).unwrap();
+        assert!(formatted);
+        assert_eq!(store.layout().slot_count, 63);
+        drop(write(store, 1..=20_000, WriterConfig::with_blocks(16)));
+        let (ids, s) = replay(device.path());
+        assert_eq!(ids, (1..=20_000).collect::<Vec<_>>());
+        assert_eq!((s.status, s.segments), (Status::Ok, 5));
+    }
+}
