@@ -24,12 +24,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::marker::PhantomData;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::vec;
 use std::vec::Vec;
 
 use fswal_core::BlockDevice;
 use fswal_core::SegmentStore;
-use fswal_core::checkpoint::CHECKPOINT_SIZE_BYTES;
+use fswal_core::checkpoint::{CHECKPOINT_SIZE_BYTES, CheckpointKind};
 use fswal_core::limits::{SEGMENT_HEADER_SIZE_BYTES, SEGMENT_INDEX_MAX};
 use fswal_core::segment_header::{HeaderState, SegmentHeader};
 use fswal_core::store::{parse_segment_file_name, segment_file_name};
@@ -48,6 +50,13 @@ pub const PREPARED_SUFFIX: &str = ".prep";
 
 /// The temporary name a new checkpoint is written under before it is renamed.
 const CHECKPOINT_TMP_NAME: &str = "fswal.meta.tmp";
+
+/// The sync mark file in a WAL directory: one checkpoint record at offset 0 of a 4 KiB
+/// file, rewritten in place after every sync.
+pub const MARK_FILE_NAME: &str = "fswal.mark";
+
+/// Bytes in the sync mark file: one page, so that a rewrite is one sector write.
+const MARK_FILE_BYTES: u64 = 4096;
 
 /// The most side files that [`SegmentStore::preserve`] makes for one segment and
 /// offset (`.torn-<offset>`, then `.1` to this number), before it gives up.
@@ -80,6 +89,8 @@ pub struct SegmentDir<D> {
     access: Access,
     /// Whether a sealed segment is replaced by its LZ4 container.
     compress_sealed: bool,
+    /// The sync mark file, kept open once written: it is rewritten after every sync.
+    mark: Option<File>,
     /// The device kind of the segments: a type only, no value.
     device: PhantomData<fn() -> D>,
 }
@@ -196,6 +207,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             path: dir.to_path_buf(),
             access: Access::ReadOnly,
             compress_sealed: false,
+            mark: None,
             device: PhantomData,
         })
     }
@@ -222,6 +234,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             path: dir.to_path_buf(),
             access: Access::Append { _lock: lock },
             compress_sealed: false,
+            mark: None,
             device: PhantomData,
         })
     }
@@ -256,6 +269,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             path: file.to_path_buf(),
             access: Access::Single { index },
             compress_sealed: false,
+            mark: None,
             device: PhantomData,
         })
     }
@@ -297,6 +311,44 @@ impl<D: SegmentFile> SegmentDir<D> {
     pub fn compress_sealed(mut self, on: bool) -> Self {
         self.compress_sealed = on;
         self
+    }
+
+    /// Rewrites the sync mark in place (one sector) and syncs it. The file is made the
+    /// first time like the checkpoint (temporary copy, sync, rename, directory sync), so
+    /// that it always holds a whole record.
+    fn write_mark(&mut self, record: &[u8; CHECKPOINT_SIZE_BYTES]) -> Result<(), FileError> {
+        let path = self.path.join(MARK_FILE_NAME);
+        if !self.is_writable() {
+            return Err(self.read_only_error("write mark", &path, None));
+        }
+        if let Some(file) = &self.mark {
+            return file
+                .write_all_at(record, 0)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| FileError::new("write mark", path.as_path(), Some(0), e));
+        }
+        let tmp = with_suffix(&path, ".tmp");
+        let mut page = vec![0u8; usize::try_from(MARK_FILE_BYTES).unwrap_or(4096)];
+        page[..CHECKPOINT_SIZE_BYTES].copy_from_slice(record);
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(&page)?;
+                f.sync_all()
+            })
+            .map_err(|e| FileError::new("write mark", tmp.as_path(), None, e))?;
+        fs::rename(&tmp, &path).map_err(|e| FileError::new("rename", tmp.as_path(), None, e))?;
+        sync_dir(&self.path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| FileError::new("open", path.as_path(), None, e))?;
+        self.mark = Some(file);
+        Ok(())
     }
 
     /// The file prepared ahead of need for segment `index`.
@@ -639,11 +691,18 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
         Ok(())
     }
 
-    fn read_checkpoint(&mut self) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, FileError> {
+    fn read_checkpoint(
+        &mut self,
+        kind: CheckpointKind,
+    ) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, FileError> {
         if matches!(self.access, Access::Single { .. }) {
             return Ok(None);
         }
-        let path = self.path.join(CHECKPOINT_FILE_NAME);
+        let (name, size) = match kind {
+            CheckpointKind::Sealed => (CHECKPOINT_FILE_NAME, CHECKPOINT_SIZE_BYTES as u64),
+            CheckpointKind::Synced => (MARK_FILE_NAME, MARK_FILE_BYTES),
+        };
+        let path = self.path.join(name);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -654,13 +713,20 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
         let mut record = [0u8; CHECKPOINT_SIZE_BYTES];
         let n = bytes.len().min(CHECKPOINT_SIZE_BYTES);
         record[..n].copy_from_slice(&bytes[..n]);
-        if bytes.len() != CHECKPOINT_SIZE_BYTES {
+        if bytes.len() as u64 != size {
             record[0] ^= 0xff;
         }
         Ok(Some(record))
     }
 
-    fn write_checkpoint(&mut self, record: &[u8; CHECKPOINT_SIZE_BYTES]) -> Result<(), FileError> {
+    fn write_checkpoint(
+        &mut self,
+        kind: CheckpointKind,
+        record: &[u8; CHECKPOINT_SIZE_BYTES],
+    ) -> Result<(), FileError> {
+        if kind == CheckpointKind::Synced {
+            return self.write_mark(record);
+        }
         let path = self.path.join(CHECKPOINT_FILE_NAME);
         if !self.is_writable() {
             return Err(self.read_only_error("write checkpoint", &path, None));
@@ -1236,21 +1302,54 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let mut store = DirStore::open_for_append(dir).unwrap();
-        assert_eq!(store.read_checkpoint().unwrap(), None);
+        assert_eq!(store.read_checkpoint(CheckpointKind::Sealed).unwrap(), None);
         let record = [7u8; CHECKPOINT_SIZE_BYTES];
-        store.write_checkpoint(&record).unwrap();
-        assert_eq!(store.read_checkpoint().unwrap(), Some(record));
+        store
+            .write_checkpoint(CheckpointKind::Sealed, &record)
+            .unwrap();
+        assert_eq!(
+            store.read_checkpoint(CheckpointKind::Sealed).unwrap(),
+            Some(record)
+        );
         assert_eq!(fs::read(dir.join(CHECKPOINT_FILE_NAME)).unwrap(), record);
         assert!(!dir.join(CHECKPOINT_TMP_NAME).exists());
         // A file of the wrong size is handed over altered, so that it never decodes.
         fs::write(dir.join(CHECKPOINT_FILE_NAME), [7u8; 10]).unwrap();
-        let read = store.read_checkpoint().unwrap().unwrap();
+        let read = store
+            .read_checkpoint(CheckpointKind::Sealed)
+            .unwrap()
+            .unwrap();
         assert_ne!(read[..10], [7u8; 10]);
         let mut ro = DirStore::open_read_only(dir).unwrap();
         assert_eq!(
-            ro.write_checkpoint(&record).unwrap_err().kind(),
+            ro.write_checkpoint(CheckpointKind::Sealed, &record)
+                .unwrap_err()
+                .kind(),
             ErrorKind::PermissionDenied
         );
+    }
+
+    #[test]
+    fn the_sync_mark_is_rewritten_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut store = DirStore::open_for_append(dir).unwrap();
+        assert_eq!(store.read_checkpoint(CheckpointKind::Synced).unwrap(), None);
+        for n in 1..=3u8 {
+            store
+                .write_checkpoint(CheckpointKind::Synced, &[n; CHECKPOINT_SIZE_BYTES])
+                .unwrap();
+            let file = fs::read(dir.join(MARK_FILE_NAME)).unwrap();
+            assert_eq!(file.len() as u64, MARK_FILE_BYTES);
+            assert_eq!(file[..CHECKPOINT_SIZE_BYTES], [n; CHECKPOINT_SIZE_BYTES]);
+        }
+        drop(store);
+        let mut store = DirStore::open_read_only(dir).unwrap();
+        assert_eq!(
+            store.read_checkpoint(CheckpointKind::Synced).unwrap(),
+            Some([3; CHECKPOINT_SIZE_BYTES])
+        );
+        assert_eq!(store.read_checkpoint(CheckpointKind::Sealed).unwrap(), None);
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!   a free slot or the whole new segment. A slot still holding a segment means the
 //!   device is full: retention must remove that segment first.
 //! - removing a segment blanks its header sector (one sector write) and syncs.
-//! - the checkpoint is one sector at 4 KiB, rewritten in place: a sector write is atomic.
+//! - the sealed checkpoint (4 KiB) and the sync mark (8 KiB) are one sector each,
+//!   rewritten in place: a sector write is atomic.
 //! - bytes recovery preserves before clearing a torn tail go to the quarantine area
 //!   (40 entries); when it is full, preserving fails and recovery refuses to clear.
 //!
@@ -29,14 +30,14 @@ use std::vec;
 use std::vec::Vec;
 use std::{format, string::String};
 
-use fswal_core::checkpoint::CHECKPOINT_SIZE_BYTES;
+use fswal_core::checkpoint::{CHECKPOINT_SIZE_BYTES, CheckpointKind};
 use fswal_core::device::BlockDevice;
 use fswal_core::segment_header::SEGMENT_MAGIC;
 use fswal_core::store::SegmentStore;
 use fswal_core::superblock::{
-    CHECKPOINT_OFFSET_BYTES, FIRST_SLOT_OFFSET_BYTES, Layout, QUARANTINE_ENTRIES,
-    QUARANTINE_ENTRY_BYTES, QUARANTINE_OFFSET_BYTES, REGION_ALIGN_BYTES, SUPERBLOCK_SIZE_BYTES,
-    Superblock, SuperblockDefect,
+    CHECKPOINT_OFFSET_BYTES, FIRST_SLOT_OFFSET_BYTES, Layout, MARK_OFFSET_BYTES,
+    QUARANTINE_ENTRIES, QUARANTINE_ENTRY_BYTES, QUARANTINE_OFFSET_BYTES, REGION_ALIGN_BYTES,
+    SUPERBLOCK_SIZE_BYTES, Superblock, SuperblockDefect,
 };
 use xxhash_rust::xxh64::xxh64;
 
@@ -506,15 +507,31 @@ impl SegmentStore for RawStore {
         Ok(())
     }
 
-    fn read_checkpoint(&mut self) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, FileError> {
+    fn read_checkpoint(
+        &mut self,
+        kind: CheckpointKind,
+    ) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, FileError> {
         let mut record = [0u8; CHECKPOINT_SIZE_BYTES];
         self.reader
-            .read_exact_at(CHECKPOINT_OFFSET_BYTES, &mut record)?;
+            .read_exact_at(checkpoint_offset(kind), &mut record)?;
         Ok(record.iter().any(|&b| b != 0).then_some(record))
     }
 
-    fn write_checkpoint(&mut self, record: &[u8; CHECKPOINT_SIZE_BYTES]) -> Result<(), FileError> {
-        self.write_at("write checkpoint", CHECKPOINT_OFFSET_BYTES, record)
+    fn write_checkpoint(
+        &mut self,
+        kind: CheckpointKind,
+        record: &[u8; CHECKPOINT_SIZE_BYTES],
+    ) -> Result<(), FileError> {
+        // One sector rewritten in place: atomic under the crash contract, for both kinds.
+        self.write_at("write checkpoint", checkpoint_offset(kind), record)
+    }
+}
+
+/// Where the checkpoint record of `kind` is on the device.
+fn checkpoint_offset(kind: CheckpointKind) -> u64 {
+    match kind {
+        CheckpointKind::Sealed => CHECKPOINT_OFFSET_BYTES,
+        CheckpointKind::Synced => MARK_OFFSET_BYTES,
     }
 }
 
@@ -760,7 +777,18 @@ mod tests {
         assert_eq!((ids.len(), s.status), (1000, Status::Ok));
         // The checkpoint lives on the device too.
         let mut store = RawStore::open(&path, false, false).unwrap();
-        assert!(store.read_checkpoint().unwrap().is_some());
+        assert!(
+            store
+                .read_checkpoint(CheckpointKind::Sealed)
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .read_checkpoint(CheckpointKind::Synced)
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

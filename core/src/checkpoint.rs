@@ -16,9 +16,10 @@
 //!            64
 //! ```
 //!
-//! The writer replaces the checkpoint atomically (the store writes a temporary copy,
-//! syncs it, renames it, syncs the directory) when it seals a segment and when it
-//! closes or recovers the log. It is an fswal addition, not part of the C++ format, and
+//! There are two such records ([`CheckpointKind`]). The writer replaces the *sealed*
+//! one atomically (the store writes a temporary copy, syncs it, renames it, syncs the
+//! directory) when it seals a segment and when it closes or recovers the log, and
+//! rewrites the *synced* one (the sync mark) in place after every sync. It is an fswal addition, not part of the C++ format, and
 //! it is never trusted over the segments themselves. It serves two purposes:
 //!
 //! 1. It lets recovery start verifying at the checkpoint instead of at the first
@@ -41,6 +42,34 @@ pub const CHECKPOINT_SIZE_BYTES: usize = 64;
 
 /// The checkpoint magic.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"FSWALCP1";
+
+/// Which of the two checkpoint records: both hold the same fields, and recovery takes
+/// the later of them as the durable watermark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CheckpointKind {
+    /// Written when a segment is sealed and when the log is closed or recovered;
+    /// replaced atomically (temporary copy, sync, rename, directory sync).
+    Sealed,
+    /// The sync mark: written after every sync, in place (one sector, which the crash
+    /// contract makes atomic), and synced before the sync returns. It is what lets
+    /// recovery tell a block a sync covered (damage: refuse) from one it did not (a
+    /// torn or reordered tail: clear).
+    Synced,
+}
+
+impl CheckpointKind {
+    /// Both kinds.
+    pub const ALL: [Self; 2] = [Self::Sealed, Self::Synced];
+
+    /// Its position in [`CheckpointKind::ALL`], for stores that keep both in an array.
+    #[must_use]
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Sealed => 0,
+            Self::Synced => 1,
+        }
+    }
+}
 
 /// The checkpoint record exactly as it is stored.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, PartialEq, Eq, Debug)]

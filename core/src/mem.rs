@@ -197,7 +197,7 @@ mod store {
     use std::vec::Vec;
 
     use super::{MemDevice, MemError};
-    use crate::checkpoint::CHECKPOINT_SIZE_BYTES;
+    use crate::checkpoint::{CHECKPOINT_SIZE_BYTES, CheckpointKind};
     use crate::device::{BlockDevice, ErrorKind};
     use crate::store::SegmentStore;
 
@@ -208,8 +208,8 @@ mod store {
     #[derive(Clone, Debug, Default)]
     pub struct MemStore {
         segments: BTreeMap<u32, Shared>,
-        /// The checkpoint record, if one was written.
-        checkpoint: Option<[u8; CHECKPOINT_SIZE_BYTES]>,
+        /// The checkpoint records, by kind, if written.
+        checkpoints: [Option<[u8; CHECKPOINT_SIZE_BYTES]>; 2],
         /// Segments reported sealed, in order.
         sealed: Vec<u32>,
         /// Bytes recovery cleared, by segment and offset.
@@ -249,7 +249,7 @@ mod store {
                 .collect();
             Self {
                 segments,
-                checkpoint: self.checkpoint,
+                checkpoints: self.checkpoints,
                 sealed: self.sealed.clone(),
                 preserved: self.preserved.clone(),
                 read_only: true,
@@ -298,10 +298,10 @@ mod store {
             &self.preserved
         }
 
-        /// The checkpoint record, if one was written.
+        /// The checkpoint record of `kind`, if one was written.
         #[must_use]
-        pub fn checkpoint(&self) -> Option<[u8; CHECKPOINT_SIZE_BYTES]> {
-            self.checkpoint
+        pub fn checkpoint(&self, kind: CheckpointKind) -> Option<[u8; CHECKPOINT_SIZE_BYTES]> {
+            self.checkpoints[kind.index()]
         }
 
         /// The segments the writer reported sealed, in the order it did.
@@ -389,16 +389,20 @@ mod store {
             Ok(())
         }
 
-        fn read_checkpoint(&mut self) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, MemError> {
-            Ok(self.checkpoint)
+        fn read_checkpoint(
+            &mut self,
+            kind: CheckpointKind,
+        ) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, MemError> {
+            Ok(self.checkpoints[kind.index()])
         }
 
         fn write_checkpoint(
             &mut self,
+            kind: CheckpointKind,
             record: &[u8; CHECKPOINT_SIZE_BYTES],
         ) -> Result<(), MemError> {
             self.refuse_if_read_only("write checkpoint", 0)?;
-            self.checkpoint = Some(*record);
+            self.checkpoints[kind.index()] = Some(*record);
             Ok(())
         }
     }

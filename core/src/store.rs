@@ -6,7 +6,7 @@
 
 use heapless::String;
 
-use crate::checkpoint::CHECKPOINT_SIZE_BYTES;
+use crate::checkpoint::{CHECKPOINT_SIZE_BYTES, CheckpointKind};
 use crate::device::{BlockDevice, DeviceError};
 use crate::limits::SEGMENT_INDEX_MAX;
 
@@ -61,13 +61,22 @@ pub trait SegmentStore {
     /// back the same afterwards.
     fn segment_sealed(&mut self, index: u32) -> Result<(), Self::Error>;
 
-    /// The stored checkpoint record, or `None` when there is none.
-    fn read_checkpoint(&mut self) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, Self::Error>;
+    /// The stored checkpoint record of `kind`, or `None` when there is none.
+    fn read_checkpoint(
+        &mut self,
+        kind: CheckpointKind,
+    ) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, Self::Error>;
 
-    /// Replaces the checkpoint record atomically and durably: after a crash, the old
-    /// record or the new one is there, whole.
-    fn write_checkpoint(&mut self, record: &[u8; CHECKPOINT_SIZE_BYTES])
-    -> Result<(), Self::Error>;
+    /// Replaces the checkpoint record of `kind` atomically and durably: when this
+    /// returns, the new record is durable; after a crash before that, the old record or
+    /// the new one is there, whole. The sealed kind is rare and may cost a rename and
+    /// a directory sync; the synced kind comes with every sync and should be one sector
+    /// rewritten in place.
+    fn write_checkpoint(
+        &mut self,
+        kind: CheckpointKind,
+        record: &[u8; CHECKPOINT_SIZE_BYTES],
+    ) -> Result<(), Self::Error>;
 }
 
 impl<T: SegmentStore + ?Sized> SegmentStore for &mut T {
@@ -97,14 +106,18 @@ impl<T: SegmentStore + ?Sized> SegmentStore for &mut T {
     fn segment_sealed(&mut self, index: u32) -> Result<(), Self::Error> {
         T::segment_sealed(self, index)
     }
-    fn read_checkpoint(&mut self) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, Self::Error> {
-        T::read_checkpoint(self)
+    fn read_checkpoint(
+        &mut self,
+        kind: CheckpointKind,
+    ) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, Self::Error> {
+        T::read_checkpoint(self, kind)
     }
     fn write_checkpoint(
         &mut self,
+        kind: CheckpointKind,
         record: &[u8; CHECKPOINT_SIZE_BYTES],
     ) -> Result<(), Self::Error> {
-        T::write_checkpoint(self, record)
+        T::write_checkpoint(self, kind, record)
     }
 }
 

@@ -24,7 +24,8 @@
 //!
 //! ```text
 //!  0          superblock (this record, in a 4 KiB sector)
-//!  4 KiB      checkpoint (a 64-byte checkpoint record, in a 4 KiB sector)
+//!  4 KiB      sealed checkpoint (a 64-byte checkpoint record, in a 4 KiB sector)
+//!  8 KiB      sync mark (a 64-byte checkpoint record, in a 4 KiB sector)
 //!  64 KiB     quarantine: 40 entries of 24 KiB (a 4 KiB header, then up to one
 //!             block of bytes recovery preserved before clearing them)
 //!  1 MiB      slot 0, slot 1, ... slot_count - 1; segment i lives in slot
@@ -54,8 +55,11 @@ pub const LAYOUT_VERSION: u32 = 1;
 /// The alignment of every region of the device.
 pub const REGION_ALIGN_BYTES: u64 = 4096;
 
-/// Where the checkpoint sector starts.
+/// Where the sealed checkpoint's sector starts.
 pub const CHECKPOINT_OFFSET_BYTES: u64 = 4096;
+
+/// Where the sync mark's sector starts.
+pub const MARK_OFFSET_BYTES: u64 = 8192;
 
 /// Where the quarantine area starts.
 pub const QUARANTINE_OFFSET_BYTES: u64 = 64 * 1024;
@@ -70,7 +74,8 @@ pub const QUARANTINE_ENTRIES: u32 = 40;
 pub const FIRST_SLOT_OFFSET_BYTES: u64 = 1024 * 1024;
 
 const _: () = assert!(CHECKPOINT_OFFSET_BYTES >= REGION_ALIGN_BYTES);
-const _: () = assert!(QUARANTINE_OFFSET_BYTES >= CHECKPOINT_OFFSET_BYTES + REGION_ALIGN_BYTES);
+const _: () = assert!(MARK_OFFSET_BYTES >= CHECKPOINT_OFFSET_BYTES + REGION_ALIGN_BYTES);
+const _: () = assert!(QUARANTINE_OFFSET_BYTES >= MARK_OFFSET_BYTES + REGION_ALIGN_BYTES);
 const _: () =
     assert!(QUARANTINE_ENTRY_BYTES >= REGION_ALIGN_BYTES + crate::limits::BLOCK_SIZE_BYTES as u64);
 const _: () = assert!(

@@ -159,14 +159,21 @@ impl crate::store::SegmentStore for FailingStore {
     fn segment_sealed(&mut self, index: u32) -> Result<(), Self::Error> {
         self.inner.segment_sealed(index)
     }
-    fn read_checkpoint(&mut self) -> Result<Option<[u8; 64]>, Self::Error> {
-        self.inner.read_checkpoint()
+    fn read_checkpoint(
+        &mut self,
+        kind: crate::checkpoint::CheckpointKind,
+    ) -> Result<Option<[u8; 64]>, Self::Error> {
+        self.inner.read_checkpoint(kind)
     }
-    fn write_checkpoint(&mut self, record: &[u8; 64]) -> Result<(), Self::Error> {
+    fn write_checkpoint(
+        &mut self,
+        kind: crate::checkpoint::CheckpointKind,
+        record: &[u8; 64],
+    ) -> Result<(), Self::Error> {
         if self.fail_syncs.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(io_error("write checkpoint"));
         }
-        self.inner.write_checkpoint(record)
+        self.inner.write_checkpoint(kind, record)
     }
 }
 

@@ -23,7 +23,7 @@
 use zerocopy::IntoBytes;
 
 use crate::block::Block;
-use crate::checkpoint::{Checkpoint, CheckpointDefect, CheckpointFields};
+use crate::checkpoint::{Checkpoint, CheckpointDefect, CheckpointFields, CheckpointKind};
 use crate::device::BlockDevice;
 use crate::error::Error;
 use crate::event::RequestEvent;
@@ -222,6 +222,12 @@ pub struct WriterConfig {
     pub retention: Retention,
     /// How much of the log opening verifies.
     pub open_scan: OpenScan,
+    /// Whether every sync also writes the sync mark (see
+    /// [`CheckpointKind::Synced`]). With it, recovery can tell acknowledged blocks,
+    /// whose damage it refuses, from an unsynced tail, which it clears, even when
+    /// reordered writes left holes in that tail. It costs one small write and sync per
+    /// sync; without it, only seals and closes record the durable watermark.
+    pub sync_marks: bool,
 }
 
 impl Default for WriterConfig {
@@ -238,6 +244,7 @@ impl WriterConfig {
             blocks_per_segment,
             retention: Retention::KEEP_ALL,
             open_scan: OpenScan::Full,
+            sync_marks: true,
         }
     }
 }
@@ -305,8 +312,10 @@ pub struct Recovery {
     pub summary: Summary,
     /// The segment replay started at.
     pub scanned_from_segment: Option<u32>,
-    /// The checkpoint found, and whether it was used.
+    /// The sealed checkpoint found, and whether it was used.
     pub checkpoint: CheckpointUse,
+    /// The sync mark found.
+    pub mark: CheckpointUse,
     /// The torn tail cleared, if there was one.
     pub cleared: Option<ClearedTail>,
 }
@@ -353,17 +362,20 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
                 "retention must keep at least one segment",
             ));
         }
-        let checkpoint = match store.read_checkpoint()? {
-            None => CheckpointUse::Absent,
-            Some(bytes) => match Checkpoint::decode(&bytes) {
-                Ok(fields) => CheckpointUse::Confirmed(fields),
-                Err(defect) => CheckpointUse::Invalid(defect),
-            },
-        };
-        let durable_floor = match checkpoint {
-            CheckpointUse::Confirmed(c) => c.last_event_id,
-            _ => 0,
-        };
+        let checkpoint = read_checkpoint(&mut store, CheckpointKind::Sealed)?;
+        let mark = read_checkpoint(&mut store, CheckpointKind::Synced)?;
+        // The durable watermark: events up to it were covered by a sync that returned.
+        let durable_floor = [checkpoint, mark]
+            .iter()
+            .filter_map(|c| match c {
+                CheckpointUse::Confirmed(c) => Some(c.last_event_id),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let watermarked = [checkpoint, mark]
+            .iter()
+            .any(|c| matches!(c, CheckpointUse::Confirmed(_)));
         let range = store.segment_range()?;
         let scan_from = match (config.open_scan, checkpoint, range) {
             // A checkpoint at slot 0 names a segment that was empty: its last event is in
@@ -388,25 +400,37 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
         }
         let summary = replay.run(|_| {})?;
         let found = summary.last_event_id.unwrap_or(0);
-        // Events up to the checkpoint were made durable by a sync: a log that no longer
-        // holds them has lost durable data, which is never a torn tail to clear. Damage
-        // with valid data after it is reported as such first, being the more precise.
         let durable_missing = Error::DurableDataMissing {
             durable_event_id: durable_floor,
             found_event_id: found,
             issue: summary.first_issue,
         };
         let mut cleared = None;
+        let tail_is_clearable = is_clearable_tail(&summary, range);
         match (summary.status, summary.first_issue) {
-            (Status::Corrupt, Some(issue)) => {
+            // Events up to the watermark were acknowledged: a log that no longer reaches
+            // them has lost data a sync covered (segments removed behind fswal's back).
+            (Status::Ok, _) if found < durable_floor => return Err(durable_missing),
+            (Status::Ok, _) => {}
+            // Damage with valid data after it, other than a reordered tail (below).
+            (Status::Corrupt, Some(issue)) if !(tail_is_clearable && watermarked) => {
                 return Err(Error::Damaged {
                     issue,
                     status: Status::Corrupt,
                 });
             }
-            _ if found < durable_floor => return Err(durable_missing),
-            (Status::Ok, _) => {}
-            (Status::Truncated, Some(issue)) if is_clearable_tail(&summary, range) => {
+            // Whatever the problem, acknowledged events beyond it are never cleared.
+            (_, Some(_)) if found < durable_floor => return Err(durable_missing),
+            // A torn tail: slots after the last valid block that do not verify.
+            (Status::Truncated, Some(issue)) if tail_is_clearable => {
+                cleared = Some(clear_torn_tail(&mut store, &summary, issue.segment)?);
+            }
+            // Valid blocks after a hole, all in the open last segment and past the
+            // watermark: writes a crash reordered, none of them acknowledged (every
+            // acknowledged event is at or below the watermark, which fswal keeps for this
+            // log). Without fswal's watermark records nothing proves that, and the arm
+            // above refused it like any damage.
+            (Status::Corrupt, Some(issue)) => {
                 cleared = Some(clear_torn_tail(&mut store, &summary, issue.segment)?);
             }
             (status, Some(issue)) => return Err(Error::Damaged { issue, status }),
@@ -448,13 +472,23 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
                 if (c.segment_index, c.next_slot, c.last_event_id, c.chained_checksum)
                     == (tail.segment, tail.next_slot, writer.durable_event_id, chain));
             if !current {
-                writer.write_checkpoint(tail.segment, tail.next_slot, tail.chain)?;
+                writer.write_checkpoint(
+                    CheckpointKind::Sealed,
+                    tail.segment,
+                    tail.next_slot,
+                    tail.chain,
+                )?;
             }
+        } else if !watermarked {
+            // A new log: record that fswal keeps its watermark from the start, so that a
+            // crash before the first seal can still be told from damage.
+            writer.write_checkpoint(CheckpointKind::Sealed, 0, 0, 0)?;
         }
         let recovery = Recovery {
             summary,
             scanned_from_segment: scan_from,
             checkpoint,
+            mark,
             cleared,
         };
         Ok((writer, recovery))
@@ -464,6 +498,7 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
     /// of segment `segment`, after a block whose chained checksum is `chain`.
     fn write_checkpoint(
         &mut self,
+        kind: CheckpointKind,
         segment: u32,
         next_slot: u32,
         chain: u64,
@@ -475,7 +510,7 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             chained_checksum: if next_slot == 0 { 0 } else { chain },
             written_ts_ns: self.clock.now_ns(),
         });
-        self.store.write_checkpoint(&record.to_bytes())?;
+        self.store.write_checkpoint(kind, &record.to_bytes())?;
         Ok(())
     }
 
@@ -483,7 +518,12 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
     /// tells the store, and applies retention.
     fn after_seal(&mut self, sealed: &SegmentWriter<S::Device>) -> Result<(), Error<S::Error>> {
         self.durable_event_id = self.last_event_id;
-        self.write_checkpoint(sealed.index(), sealed.next_slot, sealed.chain)?;
+        self.write_checkpoint(
+            CheckpointKind::Sealed,
+            sealed.index(),
+            sealed.next_slot,
+            sealed.chain,
+        )?;
         self.store.segment_sealed(sealed.index())?;
         self.apply_retention()
     }
@@ -616,6 +656,20 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
                 self.poisoned = true;
                 return Err(e);
             }
+            let (segment, next_slot, chain) = (active.index(), active.next_slot, active.chain);
+            if self.config.sync_marks && self.last_event_id > self.durable_event_id {
+                // The data is durable; now record that it is. Until this returns the sync
+                // has not returned, so nothing past the old watermark was acknowledged.
+                let durable_before = self.durable_event_id;
+                self.durable_event_id = self.last_event_id;
+                if let Err(e) =
+                    self.write_checkpoint(CheckpointKind::Synced, segment, next_slot, chain)
+                {
+                    self.durable_event_id = durable_before;
+                    self.poisoned = true;
+                    return Err(e);
+                }
+            }
         }
         self.durable_event_id = self.last_event_id;
         Ok(self.durable_event_id)
@@ -666,6 +720,20 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
     pub fn into_store(self) -> S {
         self.store
     }
+}
+
+/// The checkpoint record of `kind` in `store`, decoded.
+fn read_checkpoint<S: SegmentStore>(
+    store: &mut S,
+    kind: CheckpointKind,
+) -> Result<CheckpointUse, S::Error> {
+    Ok(match store.read_checkpoint(kind)? {
+        None => CheckpointUse::Absent,
+        Some(bytes) => match Checkpoint::decode(&bytes) {
+            Ok(fields) => CheckpointUse::Confirmed(fields),
+            Err(defect) => CheckpointUse::Invalid(defect),
+        },
+    })
 }
 
 /// Whether segment `index` on `device` has a valid sealed header.
@@ -1045,7 +1113,12 @@ mod tests {
     }
 
     fn checkpoint_of(store: &MemStore) -> CheckpointFields {
-        Checkpoint::decode(&store.checkpoint().expect("a checkpoint")).unwrap()
+        Checkpoint::decode(
+            &store
+                .checkpoint(CheckpointKind::Sealed)
+                .expect("a checkpoint"),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -1082,19 +1155,169 @@ mod tests {
     #[test]
     fn reopening_a_healthy_log_writes_nothing() {
         let store = reference_log(5000, 16, true);
-        let before = (images(&store), store.checkpoint());
+        let marks = |s: &MemStore| CheckpointKind::ALL.map(|k| s.checkpoint(k));
+        let before = (images(&store), marks(&store));
         let (mut w, _) = open(store);
         w.close().unwrap();
         let store = w.into_store();
-        assert_eq!((images(&store), store.checkpoint()), before);
+        assert_eq!((images(&store), marks(&store)), before);
+    }
+
+    /// A log of events 1..=1000 synced (blocks 0..=3, the last partial), then two
+    /// full blocks (slots 4 and 5, events 1001..=1512) written and not synced: the
+    /// writer dropped as in a crash.
+    fn synced_then_two_unsynced_blocks() -> MemStore {
+        let (mut w, _) = open(MemStore::new());
+        for i in 1..=1000 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.sync().unwrap();
+        for i in 1001..=1512 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.into_store()
+    }
+
+    fn zero_slot(store: &mut MemStore, segment: u32, slot: u32) {
+        store
+            .with_bytes_mut(segment, |b| {
+                let at = block_offset_bytes(slot) as usize;
+                b[at..at + 16_448].fill(0);
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn the_sync_mark_follows_every_sync() {
+        let (mut w, _) = open(MemStore::new());
+        assert!(
+            w.store().checkpoint(CheckpointKind::Sealed).is_some(),
+            "a new log is watermarked from the start"
+        );
+        for i in 1..=300 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.sync().unwrap();
+        let mark =
+            Checkpoint::decode(&w.store().checkpoint(CheckpointKind::Synced).unwrap()).unwrap();
+        assert_eq!(
+            (mark.segment_index, mark.next_slot, mark.last_event_id),
+            (0, 2, 300)
+        );
+        // No new events: no new mark.
+        let before = w.store().checkpoint(CheckpointKind::Synced);
+        w.sync().unwrap();
+        assert_eq!(w.store().checkpoint(CheckpointKind::Synced), before);
+
+        let config = WriterConfig {
+            sync_marks: false,
+            ..SMALL
+        };
+        let (mut w, _) = WalWriter::open(MemStore::new(), ticking_clock(), config).unwrap();
+        w.append(&reference_event(1)).unwrap();
+        w.sync().unwrap();
+        assert_eq!(w.store().checkpoint(CheckpointKind::Synced), None);
+    }
+
+    #[test]
+    fn reordered_unsynced_writes_leave_a_hole_that_recovery_clears() {
+        // The crash kept slot 5 and lost slot 4: a hole, then a valid block, neither of
+        // them acknowledged.
+        let mut store = synced_then_two_unsynced_blocks();
+        zero_slot(&mut store, 0, 4);
+        let r = replay(&mut store.snapshot(), crate::replay::Mode::Strict, None);
+        assert_eq!(
+            r.summary.status,
+            Status::Corrupt,
+            "verify still reports the hole"
+        );
+        let (w, rec) = open(store);
+        assert_eq!(w.last_event_id(), 1000);
+        let cleared = rec.cleared.unwrap();
+        assert_eq!((cleared.from_slot, cleared.slots_cleared), (4, 1));
+        let mut store = w.into_store();
+        let r = replay(&mut store, crate::replay::Mode::Strict, None);
+        assert_eq!((r.ids.len(), r.summary.status), (1000, Status::Ok));
+    }
+
+    #[test]
+    fn a_lost_synced_block_is_refused_not_cleared() {
+        // The same hole, but the blocks were synced: acknowledged data is gone.
+        let (mut w, _) = open(MemStore::new());
+        for i in 1..=1512 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.sync().unwrap();
+        let mut store = w.into_store();
+        zero_slot(&mut store, 0, 4);
+        let before = images(&store);
+        assert!(matches!(
+            WalWriter::open(store.clone(), ticking_clock(), SMALL),
+            Err(Error::DurableDataMissing {
+                durable_event_id: 1512,
+                found_event_id: 1024,
+                issue: Some(_)
+            })
+        ));
+        assert_eq!(images(&store), before);
+    }
+
+    #[test]
+    fn a_bit_flip_in_the_last_synced_block_is_refused_not_cleared() {
+        let (mut w, _) = open(MemStore::new());
+        for i in 1..=1000 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.sync().unwrap();
+        let mut store = w.into_store();
+        // Block 3 holds events 769..=1000: the last acknowledged ones, nothing after.
+        store
+            .with_bytes_mut(0, |b| b[block_offset_bytes(3) as usize + 64 + 20] ^= 0x20)
+            .unwrap();
+        let r = replay(&mut store.snapshot(), crate::replay::Mode::Strict, None);
+        assert_eq!(
+            r.summary.status,
+            Status::Truncated,
+            "it looks like a torn tail"
+        );
+        assert!(matches!(
+            WalWriter::open(store, ticking_clock(), SMALL),
+            Err(Error::DurableDataMissing {
+                durable_event_id: 1000,
+                found_event_id: 768,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_hole_without_watermark_records_is_refused() {
+        // A log fswal never kept a watermark for (the C++ recorder's): nothing proves
+        // the blocks after the hole were never acknowledged.
+        let mut store = synced_then_two_unsynced_blocks();
+        zero_slot(&mut store, 0, 4);
+        let mut bare = MemStore::new();
+        bare.insert_image(0, store.image(0).unwrap());
+        assert!(matches!(
+            WalWriter::open(bare, ticking_clock(), SMALL),
+            Err(Error::Damaged {
+                status: Status::Corrupt,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn a_damaged_checkpoint_is_ignored() {
         let mut store = reference_log(5000, 16, true);
-        let mut bytes = store.read_checkpoint().unwrap().unwrap();
+        let mut bytes = store
+            .read_checkpoint(CheckpointKind::Sealed)
+            .unwrap()
+            .unwrap();
         bytes[30] ^= 1;
-        store.write_checkpoint(&bytes).unwrap();
+        store
+            .write_checkpoint(CheckpointKind::Sealed, &bytes)
+            .unwrap();
         let config = WriterConfig {
             open_scan: OpenScan::FromCheckpoint,
             ..SMALL

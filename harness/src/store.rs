@@ -13,7 +13,7 @@ use fswal_backends::file::{FileDevice, FileError};
 use fswal_backends::lz4::MAGIC as LZ4_MAGIC;
 use fswal_backends::mmap::MmapDevice;
 use fswal_backends::raw::RawStore;
-use fswal_core::checkpoint::CHECKPOINT_SIZE_BYTES;
+use fswal_core::checkpoint::{CHECKPOINT_SIZE_BYTES, CheckpointKind};
 use fswal_core::segment_header::SEGMENT_MAGIC;
 use fswal_core::{BlockDevice, Issue, Reason, SegmentStore};
 
@@ -153,11 +153,18 @@ impl SegmentStore for AnyStore {
     fn segment_sealed(&mut self, index: u32) -> Result<(), FileError> {
         each!(self, s => s.segment_sealed(index))
     }
-    fn read_checkpoint(&mut self) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, FileError> {
-        each!(self, s => s.read_checkpoint())
+    fn read_checkpoint(
+        &mut self,
+        kind: CheckpointKind,
+    ) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, FileError> {
+        each!(self, s => s.read_checkpoint(kind))
     }
-    fn write_checkpoint(&mut self, record: &[u8; CHECKPOINT_SIZE_BYTES]) -> Result<(), FileError> {
-        each!(self, s => s.write_checkpoint(record))
+    fn write_checkpoint(
+        &mut self,
+        kind: CheckpointKind,
+        record: &[u8; CHECKPOINT_SIZE_BYTES],
+    ) -> Result<(), FileError> {
+        each!(self, s => s.write_checkpoint(kind, record))
     }
 }
 

@@ -75,6 +75,10 @@ pub struct RecordArgs {
     /// On reopening, verify only from the checkpoint's segment on.
     #[arg(long)]
     pub open_from_checkpoint: bool,
+    /// Do not write the sync mark after every sync (one write and sync less per sync;
+    /// recovery then knows the durable watermark only as of the last sealed segment).
+    #[arg(long)]
+    pub no_sync_marks: bool,
 }
 
 /// The line recovery prints when it cleared a torn tail.
@@ -168,6 +172,7 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
         } else {
             OpenScan::Full
         },
+        sync_marks: !args.no_sync_marks,
     };
     let (mut writer, recovery) = match WalWriter::open(store, wall_clock_ns, config) {
         Ok(opened) => opened,
