@@ -26,9 +26,11 @@
 //! | [`error`] | errors |
 //! | [`limits`] | sizes and bounds, with their relations asserted |
 //! | [`mem`] | in-memory devices |
+//! | `fault` | a fault-injecting store that builds crash images (feature `testing`) |
 //! | [`reference`](mod@reference) | the reference event stream of the known answers |
 //!
-//! Features: `std` adds [`mem::MemStore`], an in-memory segment store.
+//! Features: `std` adds [`mem::MemStore`], an in-memory segment store; `testing` adds
+//! the fault-injecting store the crash simulator and the fuzzers use.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -44,6 +46,8 @@ pub mod checksum;
 pub mod device;
 pub mod error;
 pub mod event;
+#[cfg(any(test, feature = "testing"))]
+pub mod fault;
 pub mod issue;
 pub mod limits;
 pub mod mem;

@@ -62,6 +62,8 @@ pub struct SegmentWriter<D> {
     next_slot: u32,
     /// Chained checksum of the last written block (0 before the first).
     chain: u64,
+    /// Whether blocks were written since the last sync.
+    unsynced: bool,
     /// Totals of the written blocks.
     event_count: u32,
     first_event_id: u64,
@@ -85,6 +87,7 @@ impl<D: BlockDevice> SegmentWriter<D> {
             fill: 0,
             next_slot: 0,
             chain: 0,
+            unsynced: false,
             event_count: 0,
             first_event_id: 0,
             last_event_id: 0,
@@ -152,6 +155,7 @@ impl<D: BlockDevice> SegmentWriter<D> {
     pub fn sync(&mut self) -> Result<(), Error<D::Error>> {
         self.flush()?;
         self.device.sync()?;
+        self.unsynced = false;
         Ok(())
     }
 
@@ -170,9 +174,14 @@ impl<D: BlockDevice> SegmentWriter<D> {
         if cfg!(debug_assertions) && sealed.check(self.index()).is_err() {
             return Err(Error::LogicBug("sealed header does not verify"));
         }
-        // Blocks first, then the header that vouches for them: one sync after both is
-        // enough because the header only ever moves from open to sealed, and replay
-        // accepts either over the same valid blocks.
+        // The blocks must be durable before the header that vouches for them is written:
+        // writes no sync separates may land in any order, and a sealed header over a
+        // block that did not land is a sealed segment missing a block (damage), where
+        // an open header over it is only a torn tail.
+        if self.unsynced {
+            self.device.sync()?;
+            self.unsynced = false;
+        }
         self.device.write_all_at(0, sealed.as_bytes())?;
         self.device.sync()?;
         self.header = sealed;
@@ -198,6 +207,7 @@ impl<D: BlockDevice> SegmentWriter<D> {
         {
             return Err(Error::LogicBug("finalized block does not verify"));
         }
+        self.unsynced = true;
         self.device
             .write_all_at(block_offset_bytes(slot), self.block.as_bytes())?;
         let h = self.block.header;

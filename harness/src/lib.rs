@@ -2,12 +2,16 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`crashsim`] | the crash simulator: crash images under the fault model, recovered and checked |
 //! | [`cmd`] | one module per subcommand: `record`, `verify`, `dump`, `demo` |
 //! | [`store`] | the stores commands open: a WAL directory through the file, mmap or O_DIRECT backend, or a raw device |
 //! | [`error`] | the one-line error every command reports |
 //! | [`clock`] | the wall clock segments are stamped with |
+//! | [`scan`] | an independent reader of FORMAT-v1.md (field readers, checksums, event, block and header rules) and the valid-prefix scanner the crash simulator checks recovery against |
 
 pub mod clock;
 pub mod cmd;
+pub mod crashsim;
 pub mod error;
+pub mod scan;
 pub mod store;

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fswal_harness::cmd::{demo, dump, record, verify};
+use fswal_harness::cmd::{crashsim, demo, dump, record, verify};
 
 #[derive(Parser, Debug)]
 #[command(name = "fswal", version, about = "FlashStrike write-ahead log tool")]
@@ -25,6 +25,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Print the verified events in order, one per line.
     Dump(dump::DumpArgs),
+    /// Crash a seeded workload at every point, recover every crash image, check it.
+    Crashsim(crashsim::CrashsimArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::Record(a) => record::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Dump(a) => dump::run(a),
+        Command::Crashsim(a) => crashsim::run(a),
     };
     result.unwrap_or_else(|e| {
         eprintln!("fswal: {e}");

@@ -1,8 +1,12 @@
 //! Guards against a writer bug that fswal's own replay code shares and therefore cannot
 //! see: the WAL that `fswal record` writes is parsed here byte by byte with a second,
-//! independent implementation of `/work/shared/FORMAT-v1.md` (plain `from_le_bytes` and
-//! `xxh64`, no `fswal_core` or `fswal_backends`), and every rule of that document is
-//! checked, together with its known answers and the C++ recorder's vectors.
+//! independent implementation of `/work/shared/FORMAT-v1.md` (no `fswal_core` or
+//! `fswal_backends`), and every rule of that document is checked, together with its known
+//! answers and the C++ recorder's vectors. The format's primitives (field readers,
+//! checksums, the event, block and segment header rules) are those of
+//! `fswal_harness::scan`, itself written from the document alone; this file adds what a
+//! WAL sealed by `fswal record` must also satisfy (file size, timestamps, the reference
+//! stream's field values, zero slots after `block_count`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,41 +15,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use xxhash_rust::xxh64::xxh64;
+use fswal_harness::scan::{
+    self, BLOCK_HEADER_SIZE, BLOCK_SIZE, BlockHeader, EVENT_SIZE, EVENTS_PER_BLOCK, Event, Hex,
+    MAX_BLOCKS, MIN_BLOCKS, SEGMENT_HEADER_SIZE, SegmentTotals, Violation, le_u16, le_u32, le_u64,
+};
 
 // ---------------------------------------------------------------------------------------
-// Sizes of FORMAT-v1.md.
+// Reporting: `{file}: offset {offset}: {rule}: {what was found}`.
 // ---------------------------------------------------------------------------------------
 
-/// Segment header size.
-const SEGMENT_HEADER_SIZE: usize = 64;
-/// Block header size.
-const BLOCK_HEADER_SIZE: usize = 64;
-/// One `RequestEvent`.
-const EVENT_SIZE: usize = 64;
-/// Event slots per block.
-const EVENTS_PER_BLOCK: usize = 256;
-/// One block: header + 256 event slots.
-const BLOCK_SIZE: usize = BLOCK_HEADER_SIZE + EVENTS_PER_BLOCK * EVENT_SIZE;
-/// Smallest `num_blocks` of a segment.
-const MIN_BLOCKS: usize = 16;
-/// Largest `num_blocks` of a segment.
-const MAX_BLOCKS: usize = 524_288;
+/// `offset` as the `u64` a [`Violation`] holds.
+fn wide(offset: usize) -> u64 {
+    u64::try_from(offset).expect("a usize fits a u64")
+}
 
-/// The two bytes of the magic `0x4653` on disk.
-const MAGIC_BYTES: [u8; 2] = [0x53, 0x46];
+/// Panics with the file, the absolute offset, the rule and what was found.
+#[track_caller]
+fn fail(file: &str, violation: &Violation) -> ! {
+    panic!("{file}: {violation}")
+}
 
-// ---------------------------------------------------------------------------------------
-// Reporting.
-// ---------------------------------------------------------------------------------------
-
-/// A u64 shown as `0x` and 16 hex digits in failure messages.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Hex(u64);
-
-impl fmt::Debug for Hex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#018x}", self.0)
+/// The value of `result`, or a panic naming the file and the violation.
+#[track_caller]
+fn check<T>(file: &str, result: Result<T, Violation>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(violation) => fail(file, &violation),
     }
 }
 
@@ -58,182 +53,45 @@ fn expect_eq<T: PartialEq + fmt::Debug>(
     expected: T,
     found: T,
 ) {
-    assert!(
-        expected == found,
-        "{file}: offset {offset}: {rule}: expected {expected:?}, found {found:?}"
-    );
+    if expected != found {
+        fail(
+            file,
+            &Violation::mismatch(wide(offset), rule, expected, found),
+        );
+    }
 }
 
 /// Asserts `ok`, naming the file, the absolute offset and the rule; `what` describes what
 /// was found.
 #[track_caller]
 fn expect(file: &str, offset: usize, rule: &str, ok: bool, what: impl fmt::Display) {
-    assert!(ok, "{file}: offset {offset}: {rule}: found {what}");
+    if !ok {
+        fail(file, &Violation::found(wide(offset), rule, what));
+    }
 }
 
 /// Asserts that `bytes[range]` is all zero, reporting the first non-zero byte.
 #[track_caller]
 fn expect_zero(file: &str, bytes: &[u8], start: usize, end: usize, rule: &str) {
-    if let Some(i) = bytes[start..end].iter().position(|&b| b != 0) {
-        let offset = start + i;
-        panic!(
-            "{file}: offset {offset}: {rule}: expected every byte of {start}..{end} to be 0, found {:#04x}",
-            bytes[offset]
-        );
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Little-endian readers.
-// ---------------------------------------------------------------------------------------
-
-fn le_u16(bytes: &[u8], offset: usize) -> u16 {
-    u16::from_le_bytes(
-        bytes[offset..offset + 2]
-            .try_into()
-            .expect("a 2-byte slice converts to [u8; 2]"),
-    )
-}
-
-fn le_u32(bytes: &[u8], offset: usize) -> u32 {
-    u32::from_le_bytes(
-        bytes[offset..offset + 4]
-            .try_into()
-            .expect("a 4-byte slice converts to [u8; 4]"),
-    )
-}
-
-fn le_u64(bytes: &[u8], offset: usize) -> u64 {
-    u64::from_le_bytes(
-        bytes[offset..offset + 8]
-            .try_into()
-            .expect("an 8-byte slice converts to [u8; 8]"),
-    )
-}
-
-fn le_i64(bytes: &[u8], offset: usize) -> i64 {
-    i64::from_le_bytes(
-        bytes[offset..offset + 8]
-            .try_into()
-            .expect("an 8-byte slice converts to [u8; 8]"),
-    )
-}
-
-// ---------------------------------------------------------------------------------------
-// Checksums of FORMAT-v1.md.
-// ---------------------------------------------------------------------------------------
-
-/// Segment header checksum: `h1 = XXH64(bytes[0..48], 0)`, then `XXH64(bytes[56..64], h1)`.
-fn segment_header_checksum(header: &[u8]) -> u64 {
-    let h1 = xxh64(&header[0..48], 0);
-    xxh64(&header[56..64], h1)
-}
-
-/// Block header checksum: `h1 = XXH64(bytes[0..32], 0)`, then `XXH64(bytes[40..64], h1)`.
-fn block_header_checksum(header: &[u8]) -> u64 {
-    let h1 = xxh64(&header[0..32], 0);
-    xxh64(&header[40..64], h1)
+    check(file, scan::check_zero(bytes, start, end, rule));
 }
 
 // ---------------------------------------------------------------------------------------
 // The reference event stream ("Known answers").
 // ---------------------------------------------------------------------------------------
 
-/// The fields of a `RequestEvent`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Event {
-    event_id: u64,
-    timestamp: u64,
-    price: i64,
-    quantity: i64,
-    user_id: u32,
-    order_id: u32,
-    kind: u8,
-    order_type: u8,
-    side: u8,
-}
-
 /// Event `i` of the reference stream, straight from the formula of FORMAT-v1.md.
 fn reference_event(i: u64) -> Event {
-    Event {
-        event_id: i,
-        timestamp: 1000 + i,
-        price: i64::try_from(7 * i).expect("reference price 7*i fits an i64 for test ids"),
-        quantity: i64::try_from(i % 100 + 1).expect("i % 100 + 1 fits an i64"),
-        user_id: u32::try_from(i % 17).expect("i % 17 fits a u32"),
-        order_id: u32::try_from(i).expect("reference order_id = i fits a u32 for test ids"),
-        kind: u8::try_from(i % 4).expect("i % 4 fits a u8"),
-        order_type: u8::from(i % 3 == 0),
-        side: u8::from(i % 2 == 0),
-    }
+    scan::reference_event(i).unwrap_or_else(|| {
+        panic!("reference event {i}: 7*i fits an i64 and order_id = i fits a u32 for test ids")
+    })
 }
 
-/// The 64 bytes of `event` as laid out by the `RequestEvent` table.
-fn encode_event(event: &Event) -> [u8; EVENT_SIZE] {
-    let mut b = [0u8; EVENT_SIZE];
-    b[0..8].copy_from_slice(&event.event_id.to_le_bytes());
-    b[8..16].copy_from_slice(&event.timestamp.to_le_bytes());
-    b[16..24].copy_from_slice(&event.price.to_le_bytes());
-    b[24..32].copy_from_slice(&event.quantity.to_le_bytes());
-    b[32..36].copy_from_slice(&event.user_id.to_le_bytes());
-    b[36..40].copy_from_slice(&event.order_id.to_le_bytes());
-    b[40] = event.kind;
-    b[41] = event.order_type;
-    b[42] = event.side;
-    b
-}
-
-/// Checks the event slot at `bytes[offset..offset + 64]`: enums in range, padding zero and
-/// every field equal to the reference stream's event for its id. Returns the id.
-fn check_event(file: &str, bytes: &[u8], offset: usize) -> u64 {
-    let e = &bytes[offset..offset + EVENT_SIZE];
-    let found = Event {
-        event_id: le_u64(e, 0),
-        timestamp: le_u64(e, 8),
-        price: le_i64(e, 16),
-        quantity: le_i64(e, 24),
-        user_id: le_u32(e, 32),
-        order_id: le_u32(e, 36),
-        kind: e[40],
-        order_type: e[41],
-        side: e[42],
-    };
-    expect(
-        file,
-        offset,
-        "event_id != 0",
-        found.event_id != 0,
-        "event_id 0",
-    );
-    expect(
-        file,
-        offset + 40,
-        "event type in 0..=3",
-        found.kind <= 3,
-        found.kind,
-    );
-    expect(
-        file,
-        offset + 41,
-        "order_type in 0..=1",
-        found.order_type <= 1,
-        found.order_type,
-    );
-    expect(
-        file,
-        offset + 42,
-        "side in 0..=1",
-        found.side <= 1,
-        found.side,
-    );
-    expect_zero(
-        file,
-        bytes,
-        offset + 43,
-        offset + EVENT_SIZE,
-        "event padding (bytes 43..64) is zero",
-    );
-
+/// Checks that the event slot at `bytes[offset..offset + 64]`, whose structural rules
+/// (`scan::check_event`) already held, has every field equal to the reference stream's
+/// event for its id. Returns the id.
+fn check_reference_fields(file: &str, bytes: &[u8], offset: usize) -> u64 {
+    let found = Event::decode(&bytes[offset..offset + EVENT_SIZE]);
     let want = reference_event(found.event_id);
     let id = found.event_id;
     let fields: [(&str, usize, i128, i128); 9] = [
@@ -341,7 +199,8 @@ fn check_wal(dir: &Path) -> WalReport {
         segments: Vec::new(),
         ids: Vec::new(),
     };
-    let mut last_id: Option<u64> = None;
+    let mut files: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let mut last_id = 0u64;
     for (position, (index, (name, path))) in segments.iter().enumerate() {
         let expected_index = u32::try_from(position).expect("fewer than 2^32 segments");
         assert_eq!(
@@ -358,16 +217,38 @@ fn check_wal(dir: &Path) -> WalReport {
             &mut last_id,
             &mut report.ids,
         ));
+        files.insert(*index, bytes);
     }
+
+    // Every rule held, so the valid-prefix scanner (fswal's strict replay, written from
+    // the document) accepts everything, up to the last block of the last segment.
+    let prefix = scan::valid_prefix(&files);
+    let last = report.segments.last().expect("at least one segment");
+    let last_index = u32::try_from(report.segments.len() - 1).expect("fewer than 2^32 segments");
+    let last_slot = u32::try_from(last.block_event_counts.len()).expect("at most 524288 blocks");
+    assert!(
+        prefix.stop.is_none()
+            && prefix.event_ids == report.ids
+            && prefix.tail == Some((last_index, last_slot))
+            && prefix.tail_sealed,
+        "{}: the valid-prefix scanner disagrees with the checker: stop {:?}, {} events, tail {:?} (sealed: {}); expected no stop, {} events, tail ({last_index}, {last_slot}) sealed",
+        dir.display(),
+        prefix.stop.as_ref().map(ToString::to_string),
+        prefix.event_ids.len(),
+        prefix.tail,
+        prefix.tail_sealed,
+        report.ids.len()
+    );
     report
 }
 
-/// Checks one sealed segment file; `last_id` carries the last event id across segments.
+/// Checks one sealed segment file; `last_id` carries the last event id across segments (0
+/// before the first event).
 fn check_segment(
     name: &str,
     index: u32,
     bytes: &[u8],
-    last_id: &mut Option<u64>,
+    last_id: &mut u64,
     ids: &mut Vec<u64>,
 ) -> SegmentReport {
     // File size: 64 + num_blocks * 16448, 16 <= num_blocks <= 524288.
@@ -388,34 +269,20 @@ fn check_segment(
         format!("num_blocks {num_blocks} (size {len})"),
     );
 
-    // Segment header.
+    // Segment header: magic (bytes 53 46), version, header_size, checksum, segment_index
+    // and totals that can be true.
+    let header = check(name, scan::check_segment_header(bytes, index));
     let h = &bytes[0..SEGMENT_HEADER_SIZE];
-    expect_eq(name, 0, "magic bytes are 53 46", MAGIC_BYTES, [h[0], h[1]]);
-    expect_eq(name, 0, "magic is 0x4653", 0x4653, le_u16(h, 0));
-    expect_eq(name, 2, "version", 1, h[2]);
-    expect_eq(name, 3, "header_size", 64, h[3]);
-    expect_eq(
-        name,
-        4,
-        "segment_index matches the file name",
-        index,
-        le_u32(h, 4),
-    );
-    let block_count = le_u32(h, 8);
-    let event_count = le_u32(h, 12);
-    let first_event_id = le_u64(h, 16);
-    let last_event_id = le_u64(h, 24);
-    let created_ts_ns = le_u64(h, 32);
-    let closed_ts_ns = le_u64(h, 40);
-    let checksum = le_u64(h, 48);
-    let last_chained = le_u64(h, 56);
+    // `fswal record` seals what it writes: an unfinalized header (checksum 0), which the
+    // format allows for a crashed writer's last segment, breaks the checksum rule here.
     expect_eq(
         name,
         48,
         "segment header checksum = XXH64(bytes[56..64], seed XXH64(bytes[0..48], 0))",
-        Hex(segment_header_checksum(h)),
-        Hex(checksum),
+        Hex(scan::segment_header_checksum(h)),
+        Hex(header.checksum),
     );
+    let (created_ts_ns, closed_ts_ns) = (header.created_ts_ns, header.closed_ts_ns);
     expect(
         name,
         40,
@@ -437,7 +304,7 @@ fn check_segment(
         created_ts_ns <= closed_ts_ns,
         format!("created_ts_ns {created_ts_ns} > closed_ts_ns {closed_ts_ns}"),
     );
-    let block_count = usize::try_from(block_count).expect("a u32 fits a usize");
+    let block_count = usize::try_from(header.block_count).expect("a u32 fits a usize");
     expect(
         name,
         8,
@@ -447,50 +314,16 @@ fn check_segment(
     );
 
     // Blocks.
-    let mut prev_chained = 0u64;
+    let mut totals = SegmentTotals::default();
     let mut block_event_counts = Vec::with_capacity(block_count);
-    let mut seg_first = 0u64;
-    let mut seg_last = 0u64;
     for k in 0..block_count {
-        let block = check_block(name, bytes, k, prev_chained, last_id, ids);
-        if k == 0 {
-            seg_first = block.first_event_id;
-        }
-        seg_last = block.last_event_id;
-        prev_chained = block.chained;
-        block_event_counts.push(block.event_count);
+        let block = check_block(name, bytes, k, totals.last_chained_checksum, last_id, ids);
+        totals.add(&block);
+        block_event_counts.push(block.events());
     }
 
     // Sealed-header totals agree with the blocks.
-    let total: usize = block_event_counts.iter().sum();
-    expect_eq(
-        name,
-        12,
-        "header event_count = sum of the blocks' event_count",
-        total,
-        usize::try_from(event_count).expect("a u32 fits a usize"),
-    );
-    expect_eq(
-        name,
-        16,
-        "header first_event_id = block 0's first_event_id (0 if no block)",
-        seg_first,
-        first_event_id,
-    );
-    expect_eq(
-        name,
-        24,
-        "header last_event_id = last block's last_event_id (0 if no block)",
-        seg_last,
-        last_event_id,
-    );
-    expect_eq(
-        name,
-        56,
-        "header last_chained_checksum = last block's chained_checksum (0 if no block)",
-        Hex(prev_chained),
-        Hex(last_chained),
-    );
+    check(name, scan::check_sealed_totals(&header, &totals));
 
     // Unwritten block slots are zero.
     for k in block_count..num_blocks {
@@ -513,144 +346,26 @@ fn check_segment(
     }
 }
 
-/// What one checked block holds.
-struct BlockSummary {
-    first_event_id: u64,
-    last_event_id: u64,
-    chained: u64,
-    event_count: usize,
-}
-
-/// Checks block `k` of a segment, its chain link from `prev_chained`, and its events.
+/// Checks block `k` of a segment: every rule of the format (`scan::check_block`: header
+/// checksum, counts, ids, padding, event rules, unused slots zero, block checksum, ids
+/// increasing over the whole log from `last_id`, chain link from `prev_chained`), then
+/// the reference stream's field values of its events.
 fn check_block(
     name: &str,
     bytes: &[u8],
     k: usize,
     prev_chained: u64,
-    last_id: &mut Option<u64>,
+    last_id: &mut u64,
     ids: &mut Vec<u64>,
-) -> BlockSummary {
-    let off = SEGMENT_HEADER_SIZE + k * BLOCK_SIZE;
-    let h = &bytes[off..off + BLOCK_HEADER_SIZE];
-    let first_event_id = le_u64(h, 0);
-    let last_event_id = le_u64(h, 8);
-    let block_checksum = le_u64(h, 16);
-    let chained = le_u64(h, 24);
-    let checksum = le_u64(h, 32);
-    let block_index = le_u32(h, 40);
-    let event_count = usize::from(le_u16(h, 44));
-
-    expect_eq(
-        name,
-        off + 32,
-        &format!("block {k} header checksum = XXH64(bytes[40..64], seed XXH64(bytes[0..32], 0))"),
-        Hex(block_header_checksum(h)),
-        Hex(checksum),
-    );
-    expect(
-        name,
-        off + 44,
-        &format!("block {k}: 1 <= event_count <= 256"),
-        (1..=EVENTS_PER_BLOCK).contains(&event_count),
-        format!("event_count {event_count}"),
-    );
-    expect(
-        name,
-        off,
-        &format!("block {k}: first_event_id != 0"),
-        first_event_id != 0,
-        "first_event_id 0",
-    );
-    expect(
-        name,
-        off,
-        &format!("block {k}: first_event_id <= last_event_id"),
-        first_event_id <= last_event_id,
-        format!("first_event_id {first_event_id} > last_event_id {last_event_id}"),
-    );
-    expect_eq(
-        name,
-        off + 40,
-        &format!("block {k}: block_index equals k"),
-        u32::try_from(k).expect("k < 524288 fits a u32"),
-        block_index,
-    );
-    expect_zero(
-        name,
-        bytes,
-        off + 46,
-        off + BLOCK_HEADER_SIZE,
-        &format!("block {k}: header padding (bytes 46..64) is zero"),
-    );
-
-    let events_start = off + BLOCK_HEADER_SIZE;
-    let used_end = events_start + event_count * EVENT_SIZE;
-    let used = &bytes[events_start..used_end];
-    expect_eq(
-        name,
-        off + 16,
-        &format!("block {k}: block_checksum = XXH64(used event bytes, seed 0)"),
-        Hex(xxh64(used, 0)),
-        Hex(block_checksum),
-    );
-    expect_eq(
-        name,
-        off + 24,
-        &format!(
-            "block {k}: chained_checksum = XXH64(used event bytes, seed previous chained {:#018x})",
-            prev_chained
-        ),
-        Hex(xxh64(used, prev_chained)),
-        Hex(chained),
-    );
-    expect_zero(
-        name,
-        bytes,
-        used_end,
-        off + BLOCK_SIZE,
-        &format!("block {k}: unused event slots (from slot {event_count}) are zero"),
-    );
-
-    for j in 0..event_count {
-        let eoff = events_start + j * EVENT_SIZE;
-        let id = check_event(name, bytes, eoff);
-        if let Some(prev) = *last_id {
-            expect(
-                name,
-                eoff,
-                &format!("block {k} event {j}: event ids strictly increase over the whole log"),
-                id > prev,
-                format!("id {id} after id {prev}"),
-            );
-        }
-        if j == 0 {
-            expect_eq(
-                name,
-                off,
-                &format!("block {k}: first_event_id = id of events[0]"),
-                id,
-                first_event_id,
-            );
-        }
-        if j + 1 == event_count {
-            expect_eq(
-                name,
-                off + 8,
-                &format!("block {k}: last_event_id = id of events[event_count-1]"),
-                id,
-                last_event_id,
-            );
-        }
-        *last_id = Some(id);
+) -> BlockHeader {
+    let block = check(name, scan::check_block(bytes, k, *last_id, prev_chained));
+    let events_start = SEGMENT_HEADER_SIZE + k * BLOCK_SIZE + BLOCK_HEADER_SIZE;
+    for j in 0..block.events() {
+        let id = check_reference_fields(name, bytes, events_start + j * EVENT_SIZE);
         ids.push(id);
     }
-
-    BlockSummary {
-        first_event_id,
-        last_event_id,
-        chained,
-        event_count,
-    }
+    *last_id = block.last_event_id;
+    block
 }
 
 // ---------------------------------------------------------------------------------------
@@ -811,23 +526,23 @@ fn known_answers_hold_for_recorded_blocks() {
     // First, this test's own model reproduces the document's known answers: the checker
     // and the document agree before the checker judges fswal.
     let block0: Vec<u8> = (1..=256)
-        .flat_map(|i| encode_event(&reference_event(i)))
+        .flat_map(|i| reference_event(i).encode())
         .collect();
     let block1: Vec<u8> = (257..=512)
-        .flat_map(|i| encode_event(&reference_event(i)))
+        .flat_map(|i| reference_event(i).encode())
         .collect();
     assert_eq!(
-        Hex(xxh64(&block0, 0)),
+        Hex(scan::block_checksum(&block0)),
         Hex(0x4eb8_b670_751f_0aa9),
         "model: block 0 checksum"
     );
     assert_eq!(
-        Hex(xxh64(&block1, 0)),
+        Hex(scan::block_checksum(&block1)),
         Hex(0x4916_5dde_90b2_24e4),
         "model: block 1 checksum"
     );
     assert_eq!(
-        Hex(xxh64(&block1, 0x4eb8_b670_751f_0aa9)),
+        Hex(scan::chained_checksum(&block1, 0x4eb8_b670_751f_0aa9)),
         Hex(0x7419_c55e_3bbd_e796),
         "model: block 1 chained checksum"
     );
@@ -838,7 +553,7 @@ fn known_answers_hold_for_recorded_blocks() {
         "known header is 64 bytes"
     );
     assert_eq!(
-        Hex(segment_header_checksum(&known_header)),
+        Hex(scan::segment_header_checksum(&known_header)),
         Hex(0x13bd_72de_29fe_8cc0),
         "model: the known segment header's checksum"
     );
@@ -1095,15 +810,18 @@ fn reseal(bytes: &mut [u8]) {
         let count = usize::from(le_u16(bytes, off + 44)).min(EVENTS_PER_BLOCK);
         let used_start = off + BLOCK_HEADER_SIZE;
         let used = &bytes[used_start..used_start + count * EVENT_SIZE];
-        let (block_sum, chained) = (xxh64(used, 0), xxh64(used, prev));
+        let (block_sum, chained) = (
+            scan::block_checksum(used),
+            scan::chained_checksum(used, prev),
+        );
         bytes[off + 16..off + 24].copy_from_slice(&block_sum.to_le_bytes());
         bytes[off + 24..off + 32].copy_from_slice(&chained.to_le_bytes());
-        let header_sum = block_header_checksum(&bytes[off..off + BLOCK_HEADER_SIZE]);
+        let header_sum = scan::block_header_checksum(&bytes[off..off + BLOCK_HEADER_SIZE]);
         bytes[off + 32..off + 40].copy_from_slice(&header_sum.to_le_bytes());
         prev = chained;
     }
     bytes[56..64].copy_from_slice(&prev.to_le_bytes());
-    let sum = segment_header_checksum(&bytes[0..SEGMENT_HEADER_SIZE]);
+    let sum = scan::segment_header_checksum(&bytes[0..SEGMENT_HEADER_SIZE]);
     bytes[48..56].copy_from_slice(&sum.to_le_bytes());
 }
 
@@ -1168,7 +886,7 @@ fn checker_rejects_each_kind_of_damage() {
             "FS.00000001.wal",
             Box::new(|b| {
                 b[block(1) + 24] ^= 1;
-                let s = block_header_checksum(&b[block(1)..block(1) + 64]);
+                let s = scan::block_header_checksum(&b[block(1)..block(1) + 64]);
                 b[block(1) + 32..block(1) + 40].copy_from_slice(&s.to_le_bytes());
             }),
             false,

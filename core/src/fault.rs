@@ -1,0 +1,659 @@
+//! A fault-injecting segment store for crash and fault testing (feature `testing`).
+//!
+//! [`FaultStore`] keeps, for every segment, its *durable* image (what a crash keeps for
+//! sure) and its *pending* writes (issued, not yet covered by a sync), and applies the
+//! crash contract of [`crate::device`] to them:
+//!
+//! - reads see the durable image with the pending writes applied in order;
+//! - `sync` of a segment makes its pending writes durable;
+//! - creating or removing a segment, writing a checkpoint and preserving bytes are
+//!   durable when they return (the [`SegmentStore`] contract).
+//!
+//! Before every operation that changes what a crash would leave, an observer is handed
+//! a [`Snapshot`]: a crash point. From a snapshot, [`Snapshot::image`] builds a crash
+//! image: the durable state plus any choice of pending writes, each applied whole, cut
+//! after a prefix of its sectors, or in an arbitrary subset of its sectors; a fresh
+//! store over the image ([`FaultStore::from_image`]) is what a restarted process finds.
+//!
+//! Faults it injects on request ([`Faults`]): an I/O error on the n-th read, write or
+//! sync; a misdirected write (the n-th write lands elsewhere); a power cut once a given
+//! number of bytes was written (every later operation fails, as for a dead machine).
+
+use std::boxed::Box;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::vec::Vec;
+
+use crate::checkpoint::{CHECKPOINT_SIZE_BYTES, CheckpointKind};
+use crate::device::{BlockDevice, ErrorKind, range_within};
+use crate::mem::MemError;
+use crate::store::SegmentStore;
+
+/// A write issued and not yet covered by a sync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The segment written.
+    pub segment: u32,
+    /// Where in it.
+    pub offset_bytes: u64,
+    /// What.
+    pub data: Arc<[u8]>,
+}
+
+impl Pending {
+    /// The sector indices (of `sector_bytes` each, aligned in the segment) it touches.
+    #[must_use]
+    pub fn sectors(&self, sector_bytes: u32) -> core::ops::Range<u64> {
+        let s = u64::from(sector_bytes.max(1));
+        let first = self.offset_bytes / s;
+        let end = (self.offset_bytes + self.data.len() as u64).div_ceil(s);
+        first..end.max(first)
+    }
+}
+
+/// What kind of operation a crash point precedes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// A device write.
+    Write,
+    /// A device sync.
+    Sync,
+    /// A segment creation.
+    Create,
+    /// A segment removal.
+    Remove,
+    /// A checkpoint record write.
+    Checkpoint(CheckpointKind),
+    /// Preserving bytes before recovery clears them.
+    Preserve,
+}
+
+/// The state a crash at some moment may leave: the durable images, and the pending
+/// writes any subset of which (torn at sector granularity) may also have landed.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Operations done before this moment.
+    pub op: u64,
+    /// The operation about to happen.
+    pub next: Option<OpKind>,
+    /// Each segment's durable image.
+    pub durable: BTreeMap<u32, Arc<Vec<u8>>>,
+    /// Writes not yet covered by a sync, in the order issued.
+    pub pending: Vec<Pending>,
+    /// The checkpoint records, by kind.
+    pub checkpoints: [Option<[u8; CHECKPOINT_SIZE_BYTES]>; 2],
+}
+
+/// How much of one pending write a crash image applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Landed {
+    /// None of it.
+    Nothing,
+    /// All of it.
+    All,
+    /// Its first `n` sectors.
+    Prefix(u64),
+    /// The sectors whose bit is set (bit i = the write's i-th sector), 64 at most;
+    /// sectors past 64 land when bit 63 is set.
+    Mask(u64),
+}
+
+/// A crash image: what a restarted process finds.
+#[derive(Clone, Debug)]
+pub struct Image {
+    /// Each segment's bytes.
+    pub segments: BTreeMap<u32, Arc<Vec<u8>>>,
+    /// The checkpoint records, by kind.
+    pub checkpoints: [Option<[u8; CHECKPOINT_SIZE_BYTES]>; 2],
+}
+
+impl Snapshot {
+    /// The image where, for each pending write `i`, `landed[i]` says how much of it
+    /// reached the medium (missing entries: nothing), at `sector_bytes` granularity.
+    /// Only the segments a landed write touches are copied.
+    #[must_use]
+    pub fn image(&self, landed: &[Landed], sector_bytes: u32) -> Image {
+        let mut segments = self.durable.clone();
+        let s = u64::from(sector_bytes.max(1));
+        for (write, how) in self.pending.iter().zip(landed) {
+            let sectors = write.sectors(sector_bytes);
+            let lands = |i: u64| match how {
+                Landed::Nothing => false,
+                Landed::All => true,
+                Landed::Prefix(n) => i < *n,
+                Landed::Mask(m) => (m >> i.min(63)) & 1 == 1,
+            };
+            if matches!(how, Landed::Nothing) {
+                continue;
+            }
+            let Some(bytes) = segments.get_mut(&write.segment) else {
+                continue;
+            };
+            let bytes = Arc::make_mut(bytes);
+            for (i, sector) in sectors.enumerate() {
+                if !lands(i as u64) {
+                    continue;
+                }
+                // The part of the write inside this sector.
+                let start = (sector * s).max(write.offset_bytes);
+                let end = ((sector + 1) * s).min(write.offset_bytes + write.data.len() as u64);
+                let (Ok(from), Ok(to), Ok(src)) = (
+                    usize::try_from(start),
+                    usize::try_from(end),
+                    usize::try_from(start - write.offset_bytes),
+                ) else {
+                    continue;
+                };
+                if to > bytes.len() {
+                    bytes.resize(to, 0);
+                }
+                bytes[from..to].copy_from_slice(&write.data[src..src + (to - from)]);
+            }
+        }
+        Image {
+            segments,
+            checkpoints: self.checkpoints,
+        }
+    }
+
+    /// The image with nothing pending applied.
+    #[must_use]
+    pub fn durable_image(&self) -> Image {
+        Image {
+            segments: self.durable.clone(),
+            checkpoints: self.checkpoints,
+        }
+    }
+}
+
+/// Faults to inject. Operation numbers count every read, write and sync of every
+/// device of the store, from 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Fail the read with this number with an I/O error.
+    pub fail_read_at: Option<u64>,
+    /// Fail the write with this number with an I/O error (nothing is written).
+    pub fail_write_at: Option<u64>,
+    /// Fail the sync with this number with an I/O error (nothing becomes durable).
+    pub fail_sync_at: Option<u64>,
+    /// Send the write with this number `delta` bytes away from where it was aimed.
+    pub misdirect_write_at: Option<(u64, i64)>,
+    /// Once this many bytes were written, the power is gone: every later write, sync,
+    /// creation, removal or checkpoint fails.
+    pub power_cut_after_bytes: Option<u64>,
+}
+
+/// Observes crash points.
+pub type Observer = Box<dyn FnMut(&Snapshot) + Send>;
+
+struct Segment {
+    durable: Arc<Vec<u8>>,
+    /// What reads see: durable with the pending writes applied.
+    current: Vec<u8>,
+    pending: Vec<(u64, Arc<[u8]>)>,
+}
+
+struct State {
+    segments: BTreeMap<u32, Segment>,
+    checkpoints: [Option<[u8; CHECKPOINT_SIZE_BYTES]>; 2],
+    preserved: Vec<(u32, u64, Vec<u8>)>,
+    faults: Faults,
+    ops: u64,
+    bytes_written: u64,
+    power_cut: bool,
+    observer: Option<Observer>,
+}
+
+impl State {
+    fn snapshot(&self, next: Option<OpKind>) -> Snapshot {
+        let mut pending = Vec::new();
+        for (&segment, seg) in &self.segments {
+            for (offset_bytes, data) in &seg.pending {
+                pending.push(Pending {
+                    segment,
+                    offset_bytes: *offset_bytes,
+                    data: Arc::clone(data),
+                });
+            }
+        }
+        Snapshot {
+            op: self.ops,
+            next,
+            durable: self
+                .segments
+                .iter()
+                .map(|(&i, s)| (i, Arc::clone(&s.durable)))
+                .collect(),
+            pending,
+            checkpoints: self.checkpoints,
+        }
+    }
+
+    /// Shows the observer the crash point before `kind`, and fails if the power is cut.
+    fn before(&mut self, kind: OpKind) -> Result<(), MemError> {
+        if let Some(mut observer) = self.observer.take() {
+            observer(&self.snapshot(Some(kind)));
+            self.observer = Some(observer);
+        }
+        if self.power_cut {
+            return Err(fail("power cut", 0));
+        }
+        Ok(())
+    }
+}
+
+fn fail(op: &'static str, offset_bytes: u64) -> MemError {
+    MemError {
+        kind: ErrorKind::Other,
+        op,
+        offset_bytes,
+        len: 0,
+    }
+}
+
+/// A store whose devices record writes and syncs and can fail on purpose.
+#[derive(Clone)]
+pub struct FaultStore {
+    state: Arc<Mutex<State>>,
+}
+
+/// A segment of a [`FaultStore`].
+pub struct FaultDevice {
+    state: Arc<Mutex<State>>,
+    index: u32,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // Each operation leaves the state consistent before it can panic; a poisoned lock
+    // is used as is.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Default for FaultStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FaultStore {
+    /// An empty store without faults.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State {
+                segments: BTreeMap::new(),
+                checkpoints: [None; 2],
+                preserved: Vec::new(),
+                faults: Faults::default(),
+                ops: 0,
+                bytes_written: 0,
+                power_cut: false,
+                observer: None,
+            })),
+        }
+    }
+
+    /// A store holding `image`, all durable: what a restarted process finds.
+    #[must_use]
+    pub fn from_image(image: &Image) -> Self {
+        let store = Self::new();
+        {
+            let mut s = lock(&store.state);
+            s.checkpoints = image.checkpoints;
+            for (&i, bytes) in &image.segments {
+                s.segments.insert(
+                    i,
+                    Segment {
+                        durable: Arc::clone(bytes),
+                        current: bytes.as_ref().clone(),
+                        pending: Vec::new(),
+                    },
+                );
+            }
+        }
+        store
+    }
+
+    /// Injects `faults` from now on.
+    pub fn set_faults(&self, faults: Faults) {
+        lock(&self.state).faults = faults;
+    }
+
+    /// Hands `observer` a snapshot before every operation that changes what a crash
+    /// would leave.
+    pub fn set_observer(&self, observer: Option<Observer>) {
+        lock(&self.state).observer = observer;
+    }
+
+    /// The crash point now.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        lock(&self.state).snapshot(None)
+    }
+
+    /// Operations done so far (reads, writes, syncs).
+    #[must_use]
+    pub fn ops(&self) -> u64 {
+        lock(&self.state).ops
+    }
+
+    /// What recovery preserved: `(segment, offset, bytes)`.
+    #[must_use]
+    pub fn preserved(&self) -> Vec<(u32, u64, Vec<u8>)> {
+        lock(&self.state).preserved.clone()
+    }
+
+    /// Whether the power was cut.
+    #[must_use]
+    pub fn power_is_cut(&self) -> bool {
+        lock(&self.state).power_cut
+    }
+}
+
+impl SegmentStore for FaultStore {
+    type Device = FaultDevice;
+    type Error = MemError;
+
+    fn segment_range(&mut self) -> Result<Option<(u32, u32)>, MemError> {
+        let s = lock(&self.state);
+        Ok(s.segments
+            .keys()
+            .next()
+            .copied()
+            .zip(s.segments.keys().next_back().copied()))
+    }
+
+    fn open_segment(&mut self, index: u32) -> Result<Option<FaultDevice>, MemError> {
+        Ok(lock(&self.state)
+            .segments
+            .contains_key(&index)
+            .then(|| FaultDevice {
+                state: Arc::clone(&self.state),
+                index,
+            }))
+    }
+
+    fn create_segment(
+        &mut self,
+        index: u32,
+        size_bytes: u64,
+        initial: &[u8],
+    ) -> Result<FaultDevice, MemError> {
+        let mut s = lock(&self.state);
+        s.before(OpKind::Create)?;
+        if s.segments.contains_key(&index) {
+            return Err(MemError {
+                kind: ErrorKind::AlreadyExists,
+                op: "create",
+                offset_bytes: u64::from(index),
+                len: 0,
+            });
+        }
+        let size = usize::try_from(size_bytes).map_err(|_| fail("create", size_bytes))?;
+        let mut bytes = std::vec![0u8; size];
+        let n = initial.len().min(size);
+        bytes[..n].copy_from_slice(&initial[..n]);
+        s.segments.insert(
+            index,
+            Segment {
+                durable: Arc::new(bytes.clone()),
+                current: bytes,
+                pending: Vec::new(),
+            },
+        );
+        drop(s);
+        Ok(FaultDevice {
+            state: Arc::clone(&self.state),
+            index,
+        })
+    }
+
+    fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), MemError> {
+        let mut s = lock(&self.state);
+        s.before(OpKind::Preserve)?;
+        s.preserved.push((index, offset_bytes, bytes.to_vec()));
+        Ok(())
+    }
+
+    fn remove_segment(&mut self, index: u32) -> Result<(), MemError> {
+        let mut s = lock(&self.state);
+        s.before(OpKind::Remove)?;
+        s.segments.remove(&index);
+        Ok(())
+    }
+
+    fn segment_sealed(&mut self, _index: u32) -> Result<(), MemError> {
+        Ok(())
+    }
+
+    fn read_checkpoint(
+        &mut self,
+        kind: CheckpointKind,
+    ) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, MemError> {
+        Ok(lock(&self.state).checkpoints[kind.index()])
+    }
+
+    fn write_checkpoint(
+        &mut self,
+        kind: CheckpointKind,
+        record: &[u8; CHECKPOINT_SIZE_BYTES],
+    ) -> Result<(), MemError> {
+        let mut s = lock(&self.state);
+        s.before(OpKind::Checkpoint(kind))?;
+        s.checkpoints[kind.index()] = Some(*record);
+        Ok(())
+    }
+}
+
+impl BlockDevice for FaultDevice {
+    type Error = MemError;
+
+    fn write_granularity_bytes(&self) -> u32 {
+        512
+    }
+
+    fn len_bytes(&self) -> u64 {
+        lock(&self.state)
+            .segments
+            .get(&self.index)
+            .map_or(0, |s| s.current.len() as u64)
+    }
+
+    fn capacity_bytes(&self) -> u64 {
+        self.len_bytes()
+    }
+
+    fn read_exact_at(&mut self, offset_bytes: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        let mut s = lock(&self.state);
+        let op = s.ops;
+        s.ops += 1;
+        if s.faults.fail_read_at == Some(op) {
+            return Err(fail("read", offset_bytes));
+        }
+        let seg = s
+            .segments
+            .get(&self.index)
+            .ok_or(fail("read", offset_bytes))?;
+        if !range_within(offset_bytes, buf.len(), seg.current.len() as u64) {
+            return Err(MemError {
+                kind: ErrorKind::InvalidInput,
+                op: "read",
+                offset_bytes,
+                len: buf.len(),
+            });
+        }
+        // In range, checked just above.
+        let start = usize::try_from(offset_bytes).map_err(|_| fail("read", offset_bytes))?;
+        buf.copy_from_slice(&seg.current[start..start + buf.len()]);
+        Ok(())
+    }
+
+    fn write_all_at(&mut self, offset_bytes: u64, buf: &[u8]) -> Result<(), MemError> {
+        let mut s = lock(&self.state);
+        s.before(OpKind::Write)?;
+        let op = s.ops;
+        s.ops += 1;
+        if s.faults.fail_write_at == Some(op) {
+            return Err(fail("write", offset_bytes));
+        }
+        let mut at = offset_bytes;
+        if let Some((n, delta)) = s.faults.misdirect_write_at {
+            if n == op {
+                at = offset_bytes.saturating_add_signed(delta);
+            }
+        }
+        let len = buf.len() as u64;
+        if let Some(fuel) = s.faults.power_cut_after_bytes {
+            if s.bytes_written.saturating_add(len) > fuel {
+                // The power goes in the middle of this write: it is lost with the rest
+                // of the pending writes that a crash image may or may not keep.
+                s.power_cut = true;
+                return Err(fail("power cut", offset_bytes));
+            }
+        }
+        s.bytes_written = s.bytes_written.saturating_add(len);
+        let Some(seg) = s.segments.get_mut(&self.index) else {
+            return Err(fail("write", offset_bytes));
+        };
+        if !range_within(at, buf.len(), seg.current.len() as u64) {
+            // A misdirected write past the end is lost; a direct one is a caller error.
+            if at != offset_bytes {
+                return Ok(());
+            }
+            return Err(MemError {
+                kind: ErrorKind::InvalidInput,
+                op: "write",
+                offset_bytes,
+                len: buf.len(),
+            });
+        }
+        let start = usize::try_from(at).map_err(|_| fail("write", at))?;
+        seg.current[start..start + buf.len()].copy_from_slice(buf);
+        seg.pending.push((at, Arc::from(buf)));
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), MemError> {
+        let mut s = lock(&self.state);
+        s.before(OpKind::Sync)?;
+        let op = s.ops;
+        s.ops += 1;
+        if s.faults.fail_sync_at == Some(op) {
+            return Err(fail("sync", 0));
+        }
+        if let Some(seg) = s.segments.get_mut(&self.index) {
+            if !seg.pending.is_empty() {
+                seg.durable = Arc::new(seg.current.clone());
+                seg.pending.clear();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with_segment() -> (FaultStore, FaultDevice) {
+        let mut store = FaultStore::new();
+        let dev = store.create_segment(0, 4096, &[1, 2, 3]).unwrap();
+        (store, dev)
+    }
+
+    #[test]
+    fn writes_are_pending_until_synced() {
+        let (store, mut dev) = store_with_segment();
+        dev.write_all_at(1000, &[9; 100]).unwrap();
+        let mut buf = [0u8; 100];
+        dev.read_exact_at(1000, &mut buf).unwrap();
+        assert_eq!(buf, [9; 100], "reads see pending writes");
+        let snap = store.snapshot();
+        assert_eq!(snap.pending.len(), 1);
+        assert_eq!(snap.durable[&0][1000], 0, "not durable");
+        dev.sync().unwrap();
+        let snap = store.snapshot();
+        assert!(snap.pending.is_empty());
+        assert_eq!(snap.durable[&0][1000], 9);
+    }
+
+    #[test]
+    fn images_apply_prefixes_and_masks_at_sector_granularity() {
+        let (store, mut dev) = store_with_segment();
+        // 1000..2100 touches sectors 1, 2, 3, 4 of 512 bytes.
+        dev.write_all_at(1000, &[7; 1100]).unwrap();
+        let snap = store.snapshot();
+        assert_eq!(snap.pending[0].sectors(512), 1..5);
+        let img = snap.image(&[Landed::Prefix(2)], 512);
+        let seg = &img.segments[&0];
+        assert!(seg[1000..1536].iter().all(|&b| b == 7));
+        assert!(
+            seg[1536..2048].iter().all(|&b| b == 0),
+            "sector 3 did not land"
+        );
+        let img = snap.image(&[Landed::Mask(0b1000)], 512);
+        let seg = &img.segments[&0];
+        assert!(seg[1000..2048].iter().all(|&b| b == 0));
+        assert!(seg[2048..2100].iter().all(|&b| b == 7));
+        assert_eq!(seg[2100], 0);
+        let img = snap.image(&[Landed::All], 4096);
+        assert!(img.segments[&0][1000..2100].iter().all(|&b| b == 7));
+        assert!(Arc::ptr_eq(
+            &snap.durable_image().segments[&0],
+            &snap.durable[&0]
+        ));
+    }
+
+    #[test]
+    fn the_observer_sees_every_crash_point() {
+        let (store, mut dev) = store_with_segment();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        store.set_observer(Some(Box::new(move |s: &Snapshot| {
+            log.lock().unwrap().push((s.next, s.pending.len()));
+        })));
+        dev.write_all_at(0, &[1]).unwrap();
+        dev.sync().unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [(Some(OpKind::Write), 0), (Some(OpKind::Sync), 1)]
+        );
+    }
+
+    #[test]
+    fn faults_fire_once_where_asked() {
+        let (store, mut dev) = store_with_segment();
+        store.set_faults(Faults {
+            fail_write_at: Some(1),
+            fail_sync_at: Some(2),
+            ..Faults::default()
+        });
+        dev.write_all_at(0, &[1]).unwrap(); // op 0
+        assert!(dev.write_all_at(0, &[2]).is_err()); // op 1
+        assert!(dev.sync().is_err()); // op 2
+        dev.sync().unwrap(); // op 3
+        assert_eq!(store.snapshot().durable[&0][0], 1);
+
+        let (store, mut dev) = store_with_segment();
+        store.set_faults(Faults {
+            power_cut_after_bytes: Some(10),
+            ..Faults::default()
+        });
+        dev.write_all_at(0, &[1; 8]).unwrap();
+        assert!(dev.write_all_at(8, &[1; 8]).is_err());
+        assert!(store.power_is_cut());
+        assert!(dev.sync().is_err(), "nothing works once the power is gone");
+
+        let (store, mut dev) = store_with_segment();
+        store.set_faults(Faults {
+            misdirect_write_at: Some((0, 512)),
+            ..Faults::default()
+        });
+        dev.write_all_at(0, &[5; 4]).unwrap();
+        let snap = store.snapshot();
+        assert_eq!(
+            snap.pending[0].offset_bytes, 512,
+            "the write landed elsewhere"
+        );
+    }
+}

@@ -1,0 +1,761 @@
+//! The crash simulator: runs a seeded workload on a fault-injecting store, and at every
+//! crash point builds the images a crash could leave under the fault model, recovers
+//! each and checks what fswal promises.
+//!
+//! A crash point is any moment before an operation that changes what a crash would
+//! leave (a device write or sync, a segment creation or removal, a checkpoint write,
+//! preserving bytes). For each, the images are: the durable state alone; every subset of
+//! the pending writes (exhaustively up to [`SUBSETS_EXHAUSTIVE_MAX`] pending, sampled
+//! beyond); every sector-prefix cut of each pending write; sampled per-sector subsets of
+//! each pending write; and the last segment extended with zeros. On every image:
+//!
+//! 1. recovery, replay and the checks do not panic or hang (every loop is bounded);
+//! 2. the events acknowledged durable (those up to the watermark a returned sync or
+//!    seal reported) are a prefix of the replayed events (`acknowledged_lost`);
+//! 3. the replayed events are a prefix of the appended events (`phantom_events`);
+//! 4. recovery ends exactly where the independent scanner ([`crate::scan`]) says the
+//!    valid data ends (`truncation_mismatches`);
+//! 5. appending after recovery and reopening gives the old events then the new ones;
+//! 6. recovering twice gives the same result.
+//!
+//! Some images are recovered on a store that itself records crash points, and the
+//! images of a crash *during recovery* are checked the same way.
+//!
+//! Cost: segments sealed before the first one a pending write touches are the same in
+//! every image of a crash point. They are verified once per crash point; per image,
+//! recovery starts from the checkpoint ([`OpenScan::FromCheckpoint`]) and the checks
+//! replay from the first segment that can differ, so a run costs what its tails cost,
+//! not what the whole log costs. One image in [`FULL_SCAN_EVERY`] is recovered with a
+//! full scan instead.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+
+use fswal_core::fault::{FaultStore, Image, Landed, Snapshot};
+use fswal_core::reference::reference_event;
+use fswal_core::writer::OpenScan;
+use fswal_core::{Mode, Replay, RequestEvent, SegmentStore, WalWriter, WriterConfig};
+
+use crate::scan::valid_prefix;
+
+/// Pending writes up to which every subset is tried.
+pub const SUBSETS_EXHAUSTIVE_MAX: usize = 12;
+
+/// Subsets sampled when more writes are pending.
+pub const SUBSETS_SAMPLED: usize = 256;
+
+/// Random sector subsets tried per pending write.
+pub const SECTOR_MASKS_PER_WRITE: usize = 6;
+
+/// One image in this many is recovered with a full scan rather than from the checkpoint.
+pub const FULL_SCAN_EVERY: u64 = 16;
+
+/// One image in this many is also recovered on a store that records crash points, to
+/// check crashes during recovery.
+pub const RECOVERY_CRASH_EVERY: u64 = 16;
+
+/// Events appended after recovery, for check 5.
+const EVENTS_AFTER_RECOVERY: u64 = 40;
+
+/// Failures described in the report, at most.
+const FAILURES_LISTED_MAX: usize = 20;
+
+/// The clock of every writer in a simulation: fixed, so that runs are reproducible.
+type SimClock = fn() -> u64;
+
+fn fixed_clock() -> u64 {
+    1
+}
+
+const CLOCK: SimClock = fixed_clock;
+
+/// A deterministic generator (xorshift64): the same seed gives the same run.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed` (any value).
+    #[must_use]
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    /// The next value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+}
+
+/// What to simulate.
+#[derive(Clone, Copy, Debug)]
+pub struct SimConfig {
+    /// Seeds the workload and the sampled images.
+    pub seed: u64,
+    /// Events the workload appends.
+    pub events: u64,
+    /// The sector size the fault model tears writes at.
+    pub sector_bytes: u32,
+    /// Block slots per segment (small, so that the workload crosses segments often).
+    pub blocks_per_segment: u32,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 7,
+            events: 10_000,
+            sector_bytes: 512,
+            blocks_per_segment: 16,
+        }
+    }
+}
+
+/// What a simulation found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimReport {
+    /// Crash points explored (in the workload, and during recovery).
+    pub crash_points: u64,
+    /// Crash points in the workload itself, among them.
+    pub workload_crash_points: u64,
+    /// Crash points during recovery itself, among them.
+    pub recovery_crash_points: u64,
+    /// Images recovered and checked.
+    pub images: u64,
+    /// Images by kind.
+    pub images_by_kind: BTreeMap<&'static str, u64>,
+    /// Acknowledged events missing after recovery, summed over images.
+    pub acknowledged_lost: u64,
+    /// Replayed events that were never appended (or differ), summed over images.
+    pub phantom_events: u64,
+    /// Images where recovery ended elsewhere than the independent scanner says.
+    pub truncation_mismatches: u64,
+    /// Images where recovery refused a log that a crash alone produced.
+    pub refusals: u64,
+    /// Images where appending after recovery, or recovering twice, went wrong.
+    pub continuation_failures: u64,
+    /// Images whose processing panicked.
+    pub panics: u64,
+    /// The first failures, described.
+    pub failures: Vec<String>,
+}
+
+impl SimReport {
+    /// Whether every check held on every image.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.acknowledged_lost == 0
+            && self.phantom_events == 0
+            && self.truncation_mismatches == 0
+            && self.refusals == 0
+            && self.continuation_failures == 0
+            && self.panics == 0
+    }
+
+    fn fail(&mut self, what: String) {
+        if self.failures.len() < FAILURES_LISTED_MAX {
+            self.failures.push(what);
+        }
+    }
+}
+
+/// What the workload had done when a crash point came.
+#[derive(Clone, Copy, Debug)]
+struct Progress {
+    /// Events appended (including one being appended).
+    appended: usize,
+    /// Events acknowledged durable (a returned sync or seal covered them).
+    acknowledged: usize,
+}
+
+/// The shared state of a run: the appended events, the progress, the report.
+struct Run {
+    config: SimConfig,
+    events: Vec<RequestEvent>,
+    progress: Progress,
+    report: SimReport,
+    rng: Rng,
+    images_seen: u64,
+    /// Sealed segments verified so far: (index, image identity, their event ids). A
+    /// sealed segment never changes, and its image keeps its allocation, so a segment
+    /// with the same identity need not be verified again.
+    verified: Vec<(u32, usize, Vec<u64>)>,
+}
+
+/// Runs the simulation; `progress` is called now and then with the report so far.
+pub fn simulate(config: SimConfig, mut progress: impl FnMut(&SimReport)) -> SimReport {
+    let mut rng = Rng::new(config.seed);
+    // Increasing ids with small random gaps, from the reference stream.
+    let mut id = 0u64;
+    let events: Vec<RequestEvent> = (0..config.events)
+        .map(|_| {
+            id += 1 + rng.below(3);
+            reference_event(id)
+        })
+        .collect();
+    let run = Arc::new(Mutex::new(Run {
+        config,
+        events: events.clone(),
+        progress: Progress {
+            appended: 0,
+            acknowledged: 0,
+        },
+        report: SimReport::default(),
+        rng: Rng::new(config.seed ^ 0x5eed),
+        images_seen: 0,
+        verified: Vec::new(),
+    }));
+
+    let store = FaultStore::new();
+    let observer_run = Arc::clone(&run);
+    store.set_observer(Some(Box::new(move |snapshot: &Snapshot| {
+        let mut run = lock(&observer_run);
+        crash_point(&mut run, snapshot, true);
+    })));
+
+    let writer_config = writer_config(config, OpenScan::Full);
+    let mut workload_rng = Rng::new(config.seed ^ 0xc0ffee);
+    let mut writer = WalWriter::open(store.clone(), CLOCK, writer_config)
+        .ok()
+        .map(|(w, _)| w);
+    let mut next = 0usize;
+    let mut since_sync = 0u64;
+    let mut sync_after = sync_interval(&mut workload_rng);
+    // Bounded by the events: each pass appends one, or restarts once between appends.
+    while next < events.len() {
+        let Some(w) = writer.as_mut() else { break };
+        lock(&run).progress.appended = next + 1;
+        if w.append(&events[next]).is_err() {
+            break;
+        }
+        next += 1;
+        since_sync += 1;
+        let acked = |w: &WalWriter<FaultStore, SimClock>| {
+            events.partition_point(|e| e.event_id() <= w.durable_event_id())
+        };
+        lock(&run).progress.acknowledged = acked(w);
+        if since_sync >= sync_after {
+            since_sync = 0;
+            sync_after = sync_interval(&mut workload_rng);
+            if w.sync().is_err() {
+                break;
+            }
+            lock(&run).progress.acknowledged = acked(w);
+        }
+        if workload_rng.below(1500) == 0 {
+            // A clean restart: seal, reopen.
+            if w.close().is_err() {
+                break;
+            }
+            lock(&run).progress.acknowledged = acked(w);
+            drop(writer.take());
+            writer = WalWriter::open(store.clone(), CLOCK, writer_config)
+                .ok()
+                .map(|(w, _)| w);
+        }
+        if next % 256 == 0 {
+            progress(&lock(&run).report);
+        }
+    }
+    if let Some(w) = writer.as_mut() {
+        let _ = w.close();
+    }
+    // The final state is a crash point too.
+    {
+        let snapshot = store.snapshot();
+        let mut run = lock(&run);
+        run.progress.acknowledged = run.progress.appended;
+        crash_point(&mut run, &snapshot, true);
+    }
+    store.set_observer(None);
+    let report = lock(&run).report.clone();
+    progress(&report);
+    report
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn writer_config(config: SimConfig, open_scan: OpenScan) -> WriterConfig {
+    WriterConfig {
+        open_scan,
+        ..WriterConfig::with_blocks(config.blocks_per_segment)
+    }
+}
+
+/// Events between syncs: mostly a few, so that crash points come often; sometimes
+/// a block or more, so that some crash points have several blocks pending (and a
+/// segment sealed in between).
+fn sync_interval(rng: &mut Rng) -> u64 {
+    match rng.below(100) {
+        0..=94 => 1 + rng.below(6),
+        95..=98 => 1 + rng.below(300),
+        _ => 257 + rng.below(1000),
+    }
+}
+
+/// The choices of landed pending writes to try at a crash point, with their kinds.
+fn image_choices(
+    snapshot: &Snapshot,
+    sector_bytes: u32,
+    rng: &mut Rng,
+) -> Vec<(&'static str, Vec<Landed>)> {
+    let n = snapshot.pending.len();
+    let mut out = vec![("durable", vec![Landed::Nothing; n])];
+    if n == 0 {
+        return out;
+    }
+    out.push(("all-pending", vec![Landed::All; n]));
+    // Every subset (out-of-order loss), or a sample.
+    if n <= SUBSETS_EXHAUSTIVE_MAX {
+        for mask in 1..(1u64 << n) - 1 {
+            out.push((
+                "subset",
+                (0..n)
+                    .map(|i| {
+                        if mask >> i & 1 == 1 {
+                            Landed::All
+                        } else {
+                            Landed::Nothing
+                        }
+                    })
+                    .collect(),
+            ));
+        }
+    } else {
+        for _ in 0..SUBSETS_SAMPLED {
+            out.push((
+                "subset",
+                (0..n)
+                    .map(|_| {
+                        if rng.below(2) == 1 {
+                            Landed::All
+                        } else {
+                            Landed::Nothing
+                        }
+                    })
+                    .collect(),
+            ));
+        }
+    }
+    for (i, write) in snapshot.pending.iter().enumerate() {
+        let sectors = write.sectors(sector_bytes);
+        let count = sectors.end - sectors.start;
+        // Every sector-prefix cut of write i, the writes before it landed.
+        for k in 1..count {
+            let mut landed = vec![Landed::Nothing; n];
+            landed[..i].fill(Landed::All);
+            landed[i] = Landed::Prefix(k);
+            out.push(("prefix-cut", landed));
+        }
+        // Sampled per-sector subsets of write i.
+        if count > 1 {
+            for _ in 0..SECTOR_MASKS_PER_WRITE {
+                let mut landed = vec![Landed::Nothing; n];
+                landed[..i].fill(Landed::All);
+                landed[i] = Landed::Mask(rng.next_u64());
+                out.push(("sector-mask", landed));
+            }
+        }
+    }
+    out
+}
+
+/// Explores one crash point: every image, checked. `nested` allows crash points during
+/// the recovery of some images.
+fn crash_point(run: &mut Run, snapshot: &Snapshot, nested: bool) {
+    run.report.crash_points += 1;
+    if nested {
+        run.report.workload_crash_points += 1;
+    }
+    let progress = run.progress;
+    let sector = run.config.sector_bytes;
+    let choices = image_choices(snapshot, sector, &mut run.rng);
+    // Segments the pending writes touch may differ between images; those before the
+    // first of them, and before the checkpoint's segment, are the same in all.
+    let first_touched = snapshot.pending.iter().map(|p| p.segment).min();
+    let base = stable_base(snapshot, first_touched);
+    let Some(stable) = verify_stable(run, snapshot, base) else {
+        return;
+    };
+    let mut images: Vec<(&'static str, Image)> = choices
+        .into_iter()
+        .map(|(kind, landed)| (kind, snapshot.image(&landed, sector)))
+        .collect();
+    // Files extended with zeros: the last segment a little longer than written.
+    let all = snapshot.image(&vec![Landed::All; snapshot.pending.len()], sector);
+    for extra in [u64::from(sector), 8000] {
+        let mut img = all.clone();
+        if let Some((_, last)) = img.segments.iter_mut().next_back() {
+            let bytes = Arc::make_mut(last);
+            bytes.resize(bytes.len() + usize::try_from(extra).unwrap_or(0), 0);
+        }
+        images.push(("extended-zeros", img));
+    }
+    for (kind, image) in images {
+        check_image(run, kind, &image, base, &stable, progress, nested);
+    }
+}
+
+/// The segment from which images may differ: the first one a pending write touches,
+/// or the checkpoint's segment if earlier (recovery reads from there).
+fn stable_base(snapshot: &Snapshot, first_touched: Option<u32>) -> Option<u32> {
+    let last = snapshot.durable.keys().next_back().copied();
+    let checkpoint = snapshot.checkpoints[0]
+        .and_then(|bytes| fswal_core::checkpoint::Checkpoint::decode(&bytes).ok())
+        .map(|c| c.segment_index);
+    [first_touched, checkpoint, last]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// The events of the segments before `base`, verified: each is a sealed segment the
+/// independent scanner accepts, the indices are contiguous, the ids keep increasing,
+/// and together they are a prefix of the appended events. `None` (with a failure
+/// recorded) if not. Segments verified at an earlier crash point are not read again.
+fn verify_stable(run: &mut Run, snapshot: &Snapshot, base: Option<u32>) -> Option<Vec<u64>> {
+    let Some(base) = base else {
+        return Some(Vec::new());
+    };
+    let mut ids: Vec<u64> = Vec::new();
+    let mut previous: Option<u32> = None;
+    for (position, (&index, bytes)) in snapshot.durable.range(..base).enumerate() {
+        let identity = Arc::as_ptr(bytes) as usize;
+        let cached = run
+            .verified
+            .get(position)
+            .filter(|(i, id, _)| (*i, *id) == (index, identity))
+            .map(|(_, _, ids)| ids.clone());
+        let segment_ids = match cached {
+            Some(segment_ids) => segment_ids,
+            None => {
+                run.verified.truncate(position);
+                let prefix = valid_prefix(&BTreeMap::from([(index, bytes.as_ref().clone())]));
+                if prefix.stop.is_some() || !prefix.tail_sealed {
+                    let what = format!(
+                        "op {}: sealed segment {index} does not verify ({:?})",
+                        snapshot.op,
+                        prefix.stop.map(|s| s.rule)
+                    );
+                    run.report.truncation_mismatches += 1;
+                    run.report.fail(what);
+                    return None;
+                }
+                run.verified
+                    .push((index, identity, prefix.event_ids.clone()));
+                prefix.event_ids
+            }
+        };
+        let continues = previous.is_none_or(|p| index == p + 1)
+            && segment_ids
+                .first()
+                .is_none_or(|first| ids.last().is_none_or(|last| first > last));
+        if !continues {
+            run.report.truncation_mismatches += 1;
+            run.report.fail(format!(
+                "op {}: segment {index} does not continue the log",
+                snapshot.op
+            ));
+            return None;
+        }
+        previous = Some(index);
+        ids.extend(segment_ids);
+    }
+    let appended = run.events.iter().map(RequestEvent::event_id);
+    if ids.iter().copied().ne(appended.take(ids.len())) {
+        run.report.phantom_events += 1;
+        run.report.fail(format!(
+            "op {}: the sealed segments hold events never appended",
+            snapshot.op
+        ));
+        return None;
+    }
+    Some(ids)
+}
+
+/// The events a replay of `store` yields from segment `from` on (all of them when
+/// `from` is its first), with the first event id of that segment to seek to.
+fn replay_from<S: SegmentStore>(
+    store: S,
+    from_event: Option<u64>,
+) -> Result<(Vec<RequestEvent>, fswal_core::Summary), String>
+where
+    S::Error: std::fmt::Debug,
+{
+    let mut replay = Replay::new(store, Mode::Strict);
+    if let Some(id) = from_event {
+        replay.seek(id).map_err(|e| format!("{e:?}"))?;
+    }
+    let mut events = Vec::new();
+    while let Some(step) = replay.step().map_err(|e| format!("{e:?}"))? {
+        if let fswal_core::Step::Block(b) = step {
+            events.extend_from_slice(b.events);
+        }
+    }
+    Ok((events, *replay.summary()))
+}
+
+/// Recovers, replays and checks one image.
+fn check_image(
+    run: &mut Run,
+    kind: &'static str,
+    image: &Image,
+    base: Option<u32>,
+    stable: &[u64],
+    progress: Progress,
+    nested: bool,
+) {
+    run.report.images += 1;
+    *run.report.images_by_kind.entry(kind).or_default() += 1;
+    run.images_seen += 1;
+    let seen = run.images_seen;
+    let scan = if seen % FULL_SCAN_EVERY == 0 {
+        OpenScan::Full
+    } else {
+        OpenScan::FromCheckpoint
+    };
+    let config = writer_config(run.config, scan);
+    let events = run.events.clone();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        check_image_inner(image, base, stable, &events, progress, config, kind)
+    }));
+    match outcome {
+        Err(_) => {
+            run.report.panics += 1;
+            run.report.fail(format!("{kind} image: panicked"));
+        }
+        Ok(result) => absorb(&mut run.report, result),
+    }
+    // A crash during recovery: recover this image on a store that records crash points,
+    // and explore those (once: no crash during the recovery of a recovery's crash).
+    if nested && seen % RECOVERY_CRASH_EVERY == 0 {
+        let store = FaultStore::from_image(image);
+        let points = Arc::new(Mutex::new(Vec::new()));
+        let collect = Arc::clone(&points);
+        store.set_observer(Some(Box::new(move |s: &Snapshot| {
+            lock(&collect).push(s.clone())
+        })));
+        let recovered = catch_unwind(AssertUnwindSafe(|| {
+            WalWriter::open(store.clone(), CLOCK, config).is_ok()
+        }));
+        store.set_observer(None);
+        if recovered.is_err() {
+            run.report.panics += 1;
+        }
+        let points = std::mem::take(&mut *lock(&points));
+        for point in points {
+            run.report.recovery_crash_points += 1;
+            crash_point(run, &point, false);
+        }
+    }
+}
+
+/// Findings of one image, to add to the report.
+#[derive(Default)]
+struct Findings {
+    acknowledged_lost: u64,
+    phantom_events: u64,
+    truncation_mismatch: bool,
+    refused: bool,
+    continuation_failure: bool,
+    failures: Vec<String>,
+}
+
+fn absorb(report: &mut SimReport, f: Findings) {
+    report.acknowledged_lost += f.acknowledged_lost;
+    report.phantom_events += f.phantom_events;
+    report.truncation_mismatches += u64::from(f.truncation_mismatch);
+    report.refusals += u64::from(f.refused);
+    report.continuation_failures += u64::from(f.continuation_failure);
+    for what in f.failures {
+        report.fail(what);
+    }
+}
+
+fn check_image_inner(
+    image: &Image,
+    base: Option<u32>,
+    stable: &[u64],
+    events: &[RequestEvent],
+    progress: Progress,
+    config: WriterConfig,
+    kind: &str,
+) -> Findings {
+    let mut f = Findings::default();
+    // Replay from just after the stable prefix (everything, when it is empty): any
+    // event above its last id, the ones appended after recovery included.
+    let tail_from = stable.len();
+    let seek = stable.last().map(|&last| last + 1);
+    // 4. Where the independent scanner says the valid data ends (from the first
+    //    segment that can differ: the stable prefix was checked once).
+    let tail_map: BTreeMap<u32, Vec<u8>> = image
+        .segments
+        .range(base.unwrap_or(0)..)
+        .map(|(&i, b)| (i, b.as_ref().clone()))
+        .collect();
+    let scanned = valid_prefix(&tail_map);
+    let mut expected: Vec<u64> = stable.to_vec();
+    expected.extend_from_slice(&scanned.event_ids);
+    let expected_last = expected.last().copied().unwrap_or(0);
+
+    // Recovery.
+    let store = FaultStore::from_image(image);
+    let (mut writer, _) = match WalWriter::open(store.clone(), CLOCK, config) {
+        Ok(opened) => opened,
+        Err(e) => {
+            f.refused = true;
+            f.failures
+                .push(format!("{kind} image: recovery refused: {e}"));
+            return f;
+        }
+    };
+    let recovered_last = writer.last_event_id();
+    if recovered_last != expected_last {
+        f.truncation_mismatch = true;
+        f.failures.push(format!(
+            "{kind} image: recovery ends at event {recovered_last}, the independent scanner at {expected_last}"
+        ));
+    }
+    // 2. and 3. on the replayed events.
+    let replayed = match replay_from(store.clone(), seek) {
+        Ok((tail, _)) => {
+            let mut all: Vec<RequestEvent> = events[..tail_from.min(events.len())].to_vec();
+            all.extend(tail);
+            all
+        }
+        Err(e) => {
+            f.refused = true;
+            f.failures
+                .push(format!("{kind} image: replay after recovery failed: {e}"));
+            return f;
+        }
+    };
+    let matching = replayed
+        .iter()
+        .zip(events)
+        .take_while(|(a, b)| a == b)
+        .count();
+    f.phantom_events = (replayed.len() - matching) as u64;
+    if replayed.len() > progress.appended {
+        f.phantom_events = f
+            .phantom_events
+            .max((replayed.len() - progress.appended) as u64);
+    }
+    f.acknowledged_lost = progress.acknowledged.saturating_sub(matching) as u64;
+    if f.phantom_events > 0 {
+        f.failures.push(format!(
+            "{kind} image: {} replayed events were never appended",
+            f.phantom_events
+        ));
+    }
+    if f.acknowledged_lost > 0 {
+        f.failures.push(format!(
+            "{kind} image: {} acknowledged events lost",
+            f.acknowledged_lost
+        ));
+    }
+    // 6. Recovering again finds the same end (the first recovery's writes included).
+    match WalWriter::open(
+        FaultStore::from_image(&store.snapshot().durable_image()),
+        CLOCK,
+        config,
+    ) {
+        Ok((again, _)) if again.last_event_id() == recovered_last => {}
+        Ok((again, _)) => {
+            f.continuation_failure = true;
+            f.failures.push(format!(
+                "{kind} image: a second recovery ends at {}, the first at {recovered_last}",
+                again.last_event_id()
+            ));
+        }
+        Err(e) => {
+            f.continuation_failure = true;
+            f.failures
+                .push(format!("{kind} image: a second recovery refused: {e}"));
+        }
+    }
+    // 5. Appending after recovery, then reopening, gives the old events then the new.
+    let new: Vec<RequestEvent> = (1..=EVENTS_AFTER_RECOVERY)
+        .map(|k| reference_event(recovered_last + k))
+        .collect();
+    let appended = new
+        .iter()
+        .try_for_each(|e| writer.append(e))
+        .and_then(|()| writer.close().map(drop));
+    drop(writer);
+    let reopened = appended
+        .map_err(|e| format!("{e}"))
+        .and_then(|()| WalWriter::open(store.clone(), CLOCK, config).map_err(|e| format!("{e}")));
+    match reopened.and_then(|_| replay_from(store.clone(), seek)) {
+        Ok((tail, summary)) => {
+            let mut all: Vec<RequestEvent> = events[..tail_from.min(events.len())].to_vec();
+            all.extend(tail);
+            let mut want = replayed.clone();
+            want.extend_from_slice(&new);
+            if all != want || summary.status != fswal_core::Status::Ok {
+                f.continuation_failure = true;
+                f.failures.push(format!(
+                    "{kind} image: after appending and reopening, replay gives {} events ({}), expected {}",
+                    all.len(),
+                    summary.status,
+                    want.len()
+                ));
+            }
+        }
+        Err(e) => {
+            f.continuation_failure = true;
+            f.failures.push(format!(
+                "{kind} image: appending after recovery failed: {e}"
+            ));
+        }
+    }
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_simulation_is_clean() {
+        let report = simulate(
+            SimConfig {
+                seed: 1,
+                events: 250,
+                sector_bytes: 4096,
+                blocks_per_segment: 16,
+            },
+            |_| {},
+        );
+        assert!(report.is_clean(), "{report:#?}");
+        assert!(report.crash_points > 20, "{report:#?}");
+        assert!(report.recovery_crash_points > 0, "{report:#?}");
+        for kind in ["durable", "all-pending", "prefix-cut", "extended-zeros"] {
+            assert!(
+                report.images_by_kind.get(kind).copied().unwrap_or(0) > 0,
+                "{kind}: {report:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_run() {
+        let config = SimConfig {
+            seed: 3,
+            events: 120,
+            sector_bytes: 4096,
+            blocks_per_segment: 16,
+        };
+        assert_eq!(simulate(config, |_| {}), simulate(config, |_| {}));
+    }
+}
