@@ -166,8 +166,8 @@ impl Snapshot {
     }
 }
 
-/// Faults to inject. Operation numbers count every read, write and sync of every
-/// device of the store, from 0.
+/// Faults to inject. Reads, writes and syncs are numbered separately, from 0, over
+/// every device of the store: `fail_sync_at: Some(2)` fails the third sync.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
     /// Fail the read with this number with an I/O error.
@@ -198,7 +198,11 @@ struct State {
     checkpoints: [Option<[u8; CHECKPOINT_SIZE_BYTES]>; 2],
     preserved: Vec<(u32, u64, Vec<u8>)>,
     faults: Faults,
+    /// Reads, writes and syncs done: all of them, and of each kind.
     ops: u64,
+    reads: u64,
+    writes: u64,
+    syncs: u64,
     bytes_written: u64,
     power_cut: bool,
     observer: Option<Observer>,
@@ -286,6 +290,9 @@ impl FaultStore {
                 preserved: Vec::new(),
                 faults: Faults::default(),
                 ops: 0,
+                reads: 0,
+                writes: 0,
+                syncs: 0,
                 bytes_written: 0,
                 power_cut: false,
                 observer: None,
@@ -331,7 +338,7 @@ impl FaultStore {
         lock(&self.state).snapshot(None)
     }
 
-    /// Operations done so far (reads, writes, syncs).
+    /// Operations done so far: reads, writes and syncs, of every device.
     #[must_use]
     pub fn ops(&self) -> u64 {
         lock(&self.state).ops
@@ -465,7 +472,8 @@ impl BlockDevice for FaultDevice {
 
     fn read_exact_at(&mut self, offset_bytes: u64, buf: &mut [u8]) -> Result<(), MemError> {
         let mut s = lock(&self.state);
-        let op = s.ops;
+        let op = s.reads;
+        s.reads += 1;
         s.ops += 1;
         if s.faults.fail_read_at == Some(op) {
             return Err(fail("read", offset_bytes));
@@ -491,7 +499,8 @@ impl BlockDevice for FaultDevice {
     fn write_all_at(&mut self, offset_bytes: u64, buf: &[u8]) -> Result<(), MemError> {
         let mut s = lock(&self.state);
         s.before(OpKind::Write)?;
-        let op = s.ops;
+        let op = s.writes;
+        s.writes += 1;
         s.ops += 1;
         if s.faults.fail_write_at == Some(op) {
             return Err(fail("write", offset_bytes));
@@ -536,7 +545,8 @@ impl BlockDevice for FaultDevice {
     fn sync(&mut self) -> Result<(), MemError> {
         let mut s = lock(&self.state);
         s.before(OpKind::Sync)?;
-        let op = s.ops;
+        let op = s.syncs;
+        s.syncs += 1;
         s.ops += 1;
         if s.faults.fail_sync_at == Some(op) {
             return Err(fail("sync", 0));
@@ -625,13 +635,13 @@ mod tests {
         let (store, mut dev) = store_with_segment();
         store.set_faults(Faults {
             fail_write_at: Some(1),
-            fail_sync_at: Some(2),
+            fail_sync_at: Some(0),
             ..Faults::default()
         });
-        dev.write_all_at(0, &[1]).unwrap(); // op 0
-        assert!(dev.write_all_at(0, &[2]).is_err()); // op 1
-        assert!(dev.sync().is_err()); // op 2
-        dev.sync().unwrap(); // op 3
+        dev.write_all_at(0, &[1]).unwrap(); // write 0
+        assert!(dev.write_all_at(0, &[2]).is_err()); // write 1
+        assert!(dev.sync().is_err()); // sync 0
+        dev.sync().unwrap(); // sync 1
         assert_eq!(store.snapshot().durable[&0][0], 1);
 
         let (store, mut dev) = store_with_segment();

@@ -155,6 +155,13 @@ pub enum Reason {
         /// Checksum computed from the previous block's chained checksum.
         computed: u64,
     },
+    /// The log ends before events that a sync made durable: its checkpoint or sync mark
+    /// records `durable_event_id`, and the valid data stops earlier. Lost durable data
+    /// (a removed segment, a lost or misdirected write), never a torn tail.
+    DurableDataMissing {
+        /// The last event the checkpoint records as durable.
+        durable_event_id: u64,
+    },
     /// The block's first event id is not greater than the last id before it: ids must
     /// keep increasing across blocks and segments (a stale block from a reused file
     /// has a valid chain of its own but older ids).
@@ -258,6 +265,10 @@ impl fmt::Display for Reason {
             Self::ChainedChecksumMismatch { stored, computed } => write!(
                 f,
                 "chained checksum mismatch (stored 0x{stored:016x}, computed 0x{computed:016x})"
+            ),
+            Self::DurableDataMissing { durable_event_id } => write!(
+                f,
+                "the log ends before event {durable_event_id}, which a sync made durable (checkpoint)"
             ),
             Self::EventIdRegression { first, previous } => write!(
                 f,

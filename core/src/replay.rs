@@ -30,11 +30,19 @@
 //! leaves ([`Status::Truncated`]); some means damage in the middle of the log
 //! ([`Status::Corrupt`]). Stale blocks from a reused file carry older ids and so never
 //! count as valid data.
+//!
+//! # The durable watermark
+//!
+//! A log fswal wrote carries checkpoint records saying which event the last sync made
+//! durable. When everything present verifies but the valid data ends before that
+//! event, replay reports [`Reason::DurableDataMissing`] (truncated): a lost or
+//! misdirected write, or a removed segment, that would otherwise look like a clean end.
 
 use zerocopy::IntoBytes;
 
 use crate::block::Block;
 use crate::block_header::BlockHeader;
+use crate::checkpoint::{Checkpoint, CheckpointKind};
 use crate::device::BlockDevice;
 use crate::error::Error;
 use crate::event::RequestEvent;
@@ -227,6 +235,8 @@ enum State {
     },
     Slot,
     EndOfSegment,
+    /// Every segment was read: check the log reaches its durable watermark.
+    Finish,
     Done,
 }
 
@@ -268,6 +278,8 @@ pub struct Replay<S: SegmentStore> {
     skip_below: u64,
     /// After a seek: where to start instead of the first segment.
     pub(crate) start: Option<StartPoint>,
+    /// The durable watermark the store's checkpoint records say the log reaches.
+    durable_floor: u64,
 }
 
 impl<S: SegmentStore> Replay<S> {
@@ -284,6 +296,7 @@ impl<S: SegmentStore> Replay<S> {
             summary: Summary::EMPTY,
             skip_below: 0,
             start: None,
+            durable_floor: 0,
         }
     }
 
@@ -346,7 +359,7 @@ impl<S: SegmentStore> Replay<S> {
                     resync,
                 } => {
                     if index > self.range.1 {
-                        self.state = State::Done;
+                        self.state = State::Finish;
                         continue;
                     }
                     match self.open(index, slot, resync)? {
@@ -370,6 +383,12 @@ impl<S: SegmentStore> Replay<S> {
                 State::EndOfSegment => {
                     if let Some(issue) = self.end_of_segment() {
                         return self.problem(issue, ScanFrom::NextSegment).map(Some);
+                    }
+                }
+                State::Finish => {
+                    self.state = State::Done;
+                    if let Some(issue) = self.durable_data_missing() {
+                        return Ok(Some(self.record_problem(issue, None)));
                     }
                 }
             }
@@ -397,10 +416,19 @@ impl<S: SegmentStore> Replay<S> {
         })
     }
 
-    /// Lists the store and positions replay at its first segment (or the seek target).
+    /// Lists the store, reads its durable watermark, and positions replay at its first
+    /// segment (or the seek target).
     fn begin(&mut self) -> Result<(), Error<S::Error>> {
+        for kind in CheckpointKind::ALL {
+            if let Some(record) = self.store.read_checkpoint(kind)? {
+                // A damaged record is ignored: it is never trusted over the segments.
+                if let Ok(c) = Checkpoint::decode(&record) {
+                    self.durable_floor = self.durable_floor.max(c.last_event_id);
+                }
+            }
+        }
         let Some((first, last)) = self.store.segment_range()? else {
-            self.state = State::Done;
+            self.state = State::Finish;
             return Ok(());
         };
         if first > last {
@@ -632,7 +660,7 @@ impl<S: SegmentStore> Replay<S> {
             resync: false,
         };
         if index == u32::MAX {
-            self.state = State::Done;
+            self.state = State::Finish;
         }
         let issue = |offset_bytes, reason| Issue {
             segment: index,
@@ -660,6 +688,26 @@ impl<S: SegmentStore> Replay<S> {
             }
             _ => None,
         }
+    }
+
+    /// When everything present verified but the log ends before its durable watermark:
+    /// the issue, placed where the missing data should have started.
+    fn durable_data_missing(&self) -> Option<Issue> {
+        if self.summary.issues > 0 || self.last_event_id >= self.durable_floor {
+            return None;
+        }
+        let (segment, slot) = self
+            .summary
+            .tail
+            .map_or((0, 0), |t| (t.segment, t.next_slot));
+        Some(Issue {
+            segment,
+            block: Some(slot),
+            offset_bytes: block_offset_bytes(slot),
+            reason: Reason::DurableDataMissing {
+                durable_event_id: self.durable_floor,
+            },
+        })
     }
 
     /// Records a problem, classifies it, and decides where replay goes on.
@@ -990,6 +1038,34 @@ mod tests {
         let mut want = ids(1..=4096);
         want.extend(8193..=10_000);
         assert_eq!(d.ids, want);
+    }
+
+    #[test]
+    fn a_log_that_ends_before_its_durable_watermark_is_truncated() {
+        // The last segment removed: what is left verifies, but the checkpoint knows
+        // events up to 10000 were made durable.
+        let mut store = reference_log(10_000, 16, true);
+        store.remove(2).unwrap();
+        let r = replay(&mut store, Mode::Strict, None);
+        assert_eq!(r.ids, ids(1..=8192));
+        let issue = only_issue(&r);
+        assert_eq!(
+            issue.reason,
+            Reason::DurableDataMissing {
+                durable_event_id: 10_000
+            }
+        );
+        assert_eq!((issue.segment, issue.block), (1, Some(16)));
+        assert_eq!(r.summary.status, Status::Truncated);
+        // A log without records (the C++ recorder's) has no watermark to miss.
+        let mut bare = MemStore::new();
+        for i in store.indices() {
+            bare.insert_image(i, store.image(i).unwrap());
+        }
+        assert_eq!(
+            replay(&mut bare, Mode::Strict, None).summary.status,
+            Status::Ok
+        );
     }
 
     #[test]

@@ -1381,12 +1381,20 @@ mod tests {
         let e = WalWriter::open(store, ticking_clock(), SMALL)
             .err()
             .unwrap();
+        let Error::DurableDataMissing {
+            durable_event_id: 10_000,
+            found_event_id: 8192,
+            issue: Some(issue),
+        } = e
+        else {
+            panic!("{e:?}");
+        };
+        // Placed where the missing data would have started: after segment 1's end.
+        assert_eq!((issue.segment, issue.block), (1, Some(16)));
         assert_eq!(
-            e,
-            Error::DurableDataMissing {
-                durable_event_id: 10_000,
-                found_event_id: 8192,
-                issue: None
+            issue.reason,
+            crate::issue::Reason::DurableDataMissing {
+                durable_event_id: 10_000
             }
         );
     }
