@@ -588,3 +588,31 @@ fn retention_keeps_the_newest_segments() {
     assert_eq!(v["first_event_id"], 3 * 4096 + 1);
     assert_eq!(v["last_event_id"], 20_000);
 }
+
+#[test]
+fn crashsim_reports_a_clean_run_as_json() {
+    let out = fswal(&[
+        "crashsim", "--json", "--seed", "5", "--events", "200", "--sector", "4096",
+    ]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    let last = text.lines().last().expect("a last line");
+    let v: Value = serde_json::from_str(last).expect("JSON on the last line");
+    for field in [
+        "acknowledged_lost",
+        "phantom_events",
+        "truncation_mismatches",
+        "panics",
+    ] {
+        assert_eq!(v[field], 0, "{field}: {v}");
+    }
+    assert!(
+        v["crash_points"].as_u64().expect("crash_points") > 20,
+        "{v}"
+    );
+    assert!(
+        v["images"].as_u64().expect("images") > v["crash_points"].as_u64().expect("points"),
+        "{v}"
+    );
+    assert_eq!(code(&fswal(&["crashsim", "--sector", "1000"])), 2);
+}
