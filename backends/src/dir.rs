@@ -89,10 +89,43 @@ pub struct SegmentDir<D> {
     access: Access,
     /// Whether a sealed segment is replaced by its LZ4 container.
     compress_sealed: bool,
+    /// Whether creating a segment also allocates the next one's file (off when a
+    /// preparer thread does it, see [`SegmentDir::preparer`]).
+    prepare_ahead: bool,
     /// The sync mark file, kept open once written: it is rewritten after every sync.
     mark: Option<File>,
     /// The device kind of the segments: a type only, no value.
     device: PhantomData<fn() -> D>,
+}
+
+/// Allocates segment files ahead of need: `FS.<index>.wal.prep`, full size, zeros,
+/// synced, holding no header (so nothing reads it as a segment), made under a temporary
+/// name and renamed, so that the store only ever finds whole ones. The store takes the
+/// file when it creates that segment, and then only writes its header.
+#[derive(Clone, Debug)]
+pub struct DirPreparer {
+    dir: PathBuf,
+}
+
+impl DirPreparer {
+    /// Allocates the file of segment `index`, `size_bytes` long, unless it exists.
+    pub fn prepare(&self, index: u32, size_bytes: u64) -> Result<(), FileError> {
+        let Some(name) = segment_file_name(index) else {
+            return Ok(());
+        };
+        let path = with_suffix(&self.dir.join(name.as_str()), PREPARED_SUFFIX);
+        if path.exists() || self.dir.join(name.as_str()).exists() {
+            return Ok(());
+        }
+        let tmp = with_suffix(&path, ".tmp");
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FileError::new("remove stale", tmp, None, e)),
+        }
+        FileDevice::create_preallocated(&tmp, size_bytes, &[])?;
+        fs::rename(&tmp, &path).map_err(|e| FileError::new("rename", tmp.as_path(), None, e))
+    }
 }
 
 /// A segment of a WAL directory: its file as written (`FS.%08u.wal`), opened as a
@@ -207,6 +240,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             path: dir.to_path_buf(),
             access: Access::ReadOnly,
             compress_sealed: false,
+            prepare_ahead: true,
             mark: None,
             device: PhantomData,
         })
@@ -234,6 +268,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             path: dir.to_path_buf(),
             access: Access::Append { _lock: lock },
             compress_sealed: false,
+            prepare_ahead: true,
             mark: None,
             device: PhantomData,
         })
@@ -269,6 +304,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             path: file.to_path_buf(),
             access: Access::Single { index },
             compress_sealed: false,
+            prepare_ahead: true,
             mark: None,
             device: PhantomData,
         })
@@ -357,14 +393,26 @@ impl<D: SegmentFile> SegmentDir<D> {
             .map(|raw| with_suffix(&raw, PREPARED_SUFFIX))
     }
 
-    /// Allocates `FS.<index>.wal.prep`, `size_bytes` of zeros, synced, unless it
-    /// exists. It holds no header, so nothing reads it as a segment.
+    /// Allocates the file of segment `index` ahead of need (see [`DirPreparer`]).
     fn prepare(&mut self, index: u32, size_bytes: u64) -> Result<(), FileError> {
-        let path = self.prepared_path(index)?;
-        if path.exists() {
-            return Ok(());
+        self.preparer().prepare(index, size_bytes)
+    }
+
+    /// The same store, allocating (or not) the next segment's file whenever it creates a
+    /// segment. Turn it off when a [`DirPreparer`] on another thread does that work.
+    #[must_use]
+    pub fn prepare_ahead(mut self, on: bool) -> Self {
+        self.prepare_ahead = on;
+        self
+    }
+
+    /// A handle that allocates segment files ahead of need, from any thread, without
+    /// the writer's lock: the files it makes are not segments until the store takes one.
+    #[must_use]
+    pub fn preparer(&self) -> DirPreparer {
+        DirPreparer {
+            dir: self.path.clone(),
         }
-        FileDevice::create_preallocated(&path, size_bytes, &[]).map(drop)
     }
 
     /// Moves the file prepared for segment `index` to `tmp` and writes `initial` into
@@ -607,7 +655,10 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
         // Allocate the next segment's file now, ahead of need, so that the next rotation
         // only writes a header. Best effort: if it fails (a full disk), that rotation
         // allocates the file itself and reports the error then, when it matters.
-        if let Some(next) = index.checked_add(1).filter(|&n| n <= SEGMENT_INDEX_MAX) {
+        if let Some(next) = index
+            .checked_add(1)
+            .filter(|&n| n <= SEGMENT_INDEX_MAX && self.prepare_ahead)
+        {
             let _ = self.prepare(next, size_bytes);
         }
         Ok(DirSegment::Raw(device))

@@ -193,7 +193,7 @@ pub use store::{MemSegment, MemStore};
 #[cfg(any(test, feature = "std"))]
 mod store {
     use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex, MutexGuard};
+    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
     use std::vec::Vec;
 
     use super::{MemDevice, MemError};
@@ -203,10 +203,18 @@ mod store {
 
     type Shared = Arc<Mutex<MemDevice<Vec<u8>>>>;
 
-    /// A WAL in memory: segments by index, each a growable buffer shared between the
-    /// store and the devices it hands out, so a segment reopened sees what was written.
+    /// A WAL in memory. A `MemStore` is a handle: its clones share one store (segments,
+    /// checkpoints, everything), as a directory is shared by whoever opens it; the
+    /// devices it hands out share their segment's buffer, so a segment reopened sees
+    /// what was written. [`MemStore::snapshot`] makes an independent copy.
     #[derive(Clone, Debug, Default)]
     pub struct MemStore {
+        state: Arc<Mutex<State>>,
+        read_only: bool,
+    }
+
+    #[derive(Debug, Default)]
+    struct State {
         segments: BTreeMap<u32, Shared>,
         /// The checkpoint records, by kind, if written.
         checkpoints: [Option<[u8; CHECKPOINT_SIZE_BYTES]>; 2],
@@ -214,7 +222,6 @@ mod store {
         sealed: Vec<u32>,
         /// Bytes recovery cleared, by segment and offset.
         preserved: Vec<(u32, u64, Vec<u8>)>,
-        read_only: bool,
     }
 
     /// One segment of a [`MemStore`].
@@ -223,12 +230,10 @@ mod store {
         shared: Shared,
     }
 
-    fn lock(shared: &Shared) -> MutexGuard<'_, MemDevice<Vec<u8>>> {
-        // A panic while holding the lock cannot leave a MemDevice half-updated in a way
-        // that matters here (each operation is one copy), so a poisoned lock is used as is.
-        shared
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        // Every operation leaves the state consistent before it could panic (each is a
+        // copy or an insertion), so a poisoned lock is used as is.
+        m.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     impl MemStore {
@@ -238,41 +243,49 @@ mod store {
             Self::default()
         }
 
-        /// A copy of this store whose segments are independent buffers and which refuses
-        /// to create segments: what a reader of a snapshot gets.
+        fn state(&self) -> MutexGuard<'_, State> {
+            lock(&self.state)
+        }
+
+        /// An independent copy of this store, which refuses to change: what a reader of
+        /// a snapshot gets.
         #[must_use]
         pub fn snapshot(&self) -> Self {
-            let segments = self
-                .segments
-                .iter()
-                .map(|(&i, s)| (i, Arc::new(Mutex::new(lock(s).clone()))))
-                .collect();
+            let s = self.state();
+            let copy = State {
+                segments: s
+                    .segments
+                    .iter()
+                    .map(|(&i, d)| (i, Arc::new(Mutex::new(lock(d).clone()))))
+                    .collect(),
+                checkpoints: s.checkpoints,
+                sealed: s.sealed.clone(),
+                preserved: s.preserved.clone(),
+            };
             Self {
-                segments,
-                checkpoints: self.checkpoints,
-                sealed: self.sealed.clone(),
-                preserved: self.preserved.clone(),
+                state: Arc::new(Mutex::new(copy)),
                 read_only: true,
             }
         }
 
         /// Inserts (or replaces) segment `index` with the readable bytes `image`.
         pub fn insert_image(&mut self, index: u32, image: Vec<u8>) {
-            self.segments
+            self.state()
+                .segments
                 .insert(index, Arc::new(Mutex::new(MemDevice::from_image(image))));
         }
 
         /// Removes segment `index`, returning its readable bytes.
         pub fn remove(&mut self, index: u32) -> Option<Vec<u8>> {
-            self.segments
-                .remove(&index)
-                .map(|s| lock(&s).bytes().to_vec())
+            let removed = self.state().segments.remove(&index);
+            removed.map(|s| lock(&s).bytes().to_vec())
         }
 
         /// A copy of the readable bytes of segment `index`.
         #[must_use]
         pub fn image(&self, index: u32) -> Option<Vec<u8>> {
-            self.segments.get(&index).map(|s| lock(s).bytes().to_vec())
+            let segment = self.state().segments.get(&index).cloned();
+            segment.map(|s| lock(&s).bytes().to_vec())
         }
 
         /// Runs `f` on the readable bytes of segment `index`: for tests that damage a
@@ -282,38 +295,50 @@ mod store {
             index: u32,
             f: impl FnOnce(&mut [u8]) -> R,
         ) -> Option<R> {
-            self.segments.get(&index).map(|s| f(lock(s).bytes_mut()))
+            let segment = self.state().segments.get(&index).cloned();
+            segment.map(|s| f(lock(&s).bytes_mut()))
         }
 
         /// Sets the readable length of segment `index`, as truncating a file would.
         pub fn set_len(&mut self, index: u32, len_bytes: u64) -> Option<Result<(), MemError>> {
-            self.segments
-                .get(&index)
-                .map(|s| lock(s).set_len(len_bytes))
-        }
-
-        /// What recovery preserved before clearing it: `(segment, offset, bytes)`.
-        #[must_use]
-        pub fn preserved(&self) -> &[(u32, u64, Vec<u8>)] {
-            &self.preserved
+            let segment = self.state().segments.get(&index).cloned();
+            segment.map(|s| lock(&s).set_len(len_bytes))
         }
 
         /// The checkpoint record of `kind`, if one was written.
         #[must_use]
         pub fn checkpoint(&self, kind: CheckpointKind) -> Option<[u8; CHECKPOINT_SIZE_BYTES]> {
-            self.checkpoints[kind.index()]
+            self.state().checkpoints[kind.index()]
         }
 
         /// The segments the writer reported sealed, in the order it did.
         #[must_use]
-        pub fn sealed(&self) -> &[u32] {
-            &self.sealed
+        pub fn sealed(&self) -> Vec<u32> {
+            self.state().sealed.clone()
+        }
+
+        /// What recovery preserved before clearing it: `(segment, offset, bytes)`.
+        #[must_use]
+        pub fn preserved(&self) -> Vec<(u32, u64, Vec<u8>)> {
+            self.state().preserved.clone()
         }
 
         /// The indices of the segments present, in order.
         #[must_use]
         pub fn indices(&self) -> Vec<u32> {
-            self.segments.keys().copied().collect()
+            self.state().segments.keys().copied().collect()
+        }
+
+        fn refuse_if_read_only(&self, op: &'static str, offset_bytes: u64) -> Result<(), MemError> {
+            if self.read_only {
+                return Err(MemError {
+                    kind: ErrorKind::PermissionDenied,
+                    op,
+                    offset_bytes,
+                    len: 0,
+                });
+            }
+            Ok(())
         }
     }
 
@@ -322,13 +347,14 @@ mod store {
         type Error = MemError;
 
         fn segment_range(&mut self) -> Result<Option<(u32, u32)>, MemError> {
-            let first = self.segments.keys().next().copied();
-            let last = self.segments.keys().next_back().copied();
+            let s = self.state();
+            let first = s.segments.keys().next().copied();
+            let last = s.segments.keys().next_back().copied();
             Ok(first.zip(last))
         }
 
         fn open_segment(&mut self, index: u32) -> Result<Option<MemSegment>, MemError> {
-            Ok(self.segments.get(&index).map(|s| MemSegment {
+            Ok(self.state().segments.get(&index).map(|s| MemSegment {
                 shared: Arc::clone(s),
             }))
         }
@@ -345,15 +371,14 @@ mod store {
                 offset_bytes: u64::from(index),
                 len: initial.len(),
             };
-            if self.read_only {
-                return Err(err(ErrorKind::PermissionDenied));
-            }
-            if self.segments.contains_key(&index) {
-                return Err(err(ErrorKind::AlreadyExists));
-            }
+            self.refuse_if_read_only("create", u64::from(index))?;
             let size = usize::try_from(size_bytes).map_err(|_| err(ErrorKind::OutOfMemory))?;
             if initial.len() > size {
                 return Err(err(ErrorKind::InvalidInput));
+            }
+            let mut s = self.state();
+            if s.segments.contains_key(&index) {
+                return Err(err(ErrorKind::AlreadyExists));
             }
             let mut buffer = Vec::new();
             buffer
@@ -363,7 +388,7 @@ mod store {
             buffer[..initial.len()].copy_from_slice(initial);
             // A preallocated segment: its whole size is readable and reads as zeros.
             let shared = Arc::new(Mutex::new(MemDevice::from_image(buffer)));
-            self.segments.insert(index, Arc::clone(&shared));
+            s.segments.insert(index, Arc::clone(&shared));
             Ok(MemSegment { shared })
         }
 
@@ -374,18 +399,20 @@ mod store {
             bytes: &[u8],
         ) -> Result<(), MemError> {
             self.refuse_if_read_only("preserve", offset_bytes)?;
-            self.preserved.push((index, offset_bytes, bytes.to_vec()));
+            self.state()
+                .preserved
+                .push((index, offset_bytes, bytes.to_vec()));
             Ok(())
         }
 
         fn remove_segment(&mut self, index: u32) -> Result<(), MemError> {
             self.refuse_if_read_only("remove", u64::from(index))?;
-            self.segments.remove(&index);
+            self.state().segments.remove(&index);
             Ok(())
         }
 
         fn segment_sealed(&mut self, index: u32) -> Result<(), MemError> {
-            self.sealed.push(index);
+            self.state().sealed.push(index);
             Ok(())
         }
 
@@ -393,7 +420,7 @@ mod store {
             &mut self,
             kind: CheckpointKind,
         ) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, MemError> {
-            Ok(self.checkpoints[kind.index()])
+            Ok(self.state().checkpoints[kind.index()])
         }
 
         fn write_checkpoint(
@@ -402,21 +429,7 @@ mod store {
             record: &[u8; CHECKPOINT_SIZE_BYTES],
         ) -> Result<(), MemError> {
             self.refuse_if_read_only("write checkpoint", 0)?;
-            self.checkpoints[kind.index()] = Some(*record);
-            Ok(())
-        }
-    }
-
-    impl MemStore {
-        fn refuse_if_read_only(&self, op: &'static str, offset_bytes: u64) -> Result<(), MemError> {
-            if self.read_only {
-                return Err(MemError {
-                    kind: ErrorKind::PermissionDenied,
-                    op,
-                    offset_bytes,
-                    len: 0,
-                });
-            }
+            self.state().checkpoints[kind.index()] = Some(*record);
             Ok(())
         }
     }
