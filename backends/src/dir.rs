@@ -92,6 +92,9 @@ pub struct SegmentDir<D> {
     /// Whether creating a segment also allocates the next one's file (off when a
     /// preparer thread does it, see [`SegmentDir::preparer`]).
     prepare_ahead: bool,
+    /// Whether segment devices opened for writing issue their writes from a thread of
+    /// their own (see [`FileDevice::set_write_thread`]).
+    write_thread: bool,
     /// The sync mark file, kept open once written: it is rewritten after every sync.
     mark: Option<File>,
     /// The device kind of the segments: a type only, no value.
@@ -197,6 +200,12 @@ impl<D: BlockDevice<Error = FileError>> BlockDevice for DirSegment<D> {
             Self::Compressed(d) => d.sync(),
         }
     }
+    fn mapped_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Self::Raw(d) => d.mapped_bytes(),
+            Self::Compressed(d) => d.mapped_bytes(),
+        }
+    }
 }
 
 /// The segment index and whether the file is compressed, for a name that is exactly
@@ -241,6 +250,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             access: Access::ReadOnly,
             compress_sealed: false,
             prepare_ahead: true,
+            write_thread: false,
             mark: None,
             device: PhantomData,
         })
@@ -269,6 +279,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             access: Access::Append { _lock: lock },
             compress_sealed: false,
             prepare_ahead: true,
+            write_thread: false,
             mark: None,
             device: PhantomData,
         })
@@ -305,6 +316,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             access: Access::Single { index },
             compress_sealed: false,
             prepare_ahead: true,
+            write_thread: false,
             mark: None,
             device: PhantomData,
         })
@@ -403,6 +415,16 @@ impl<D: SegmentFile> SegmentDir<D> {
     #[must_use]
     pub fn prepare_ahead(mut self, on: bool) -> Self {
         self.prepare_ahead = on;
+        self
+    }
+
+    /// The same store, whose segment devices open for writing issue their writes from
+    /// a thread of their own (see [`FileDevice::set_write_thread`]; devices other than
+    /// files ignore it): the writer builds the next blocks while the kernel copies the
+    /// last ones. Off by default.
+    #[must_use]
+    pub fn write_thread(mut self, on: bool) -> Self {
+        self.write_thread = on;
         self
     }
 
@@ -589,7 +611,12 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
         // the raw file is the one the writer made.
         let compressed = with_suffix(&raw, COMPRESSED_SUFFIX);
         let opened = if is_regular_file(&raw)? {
-            D::open(&raw, self.is_writable()).map(DirSegment::Raw)
+            D::open(&raw, self.is_writable()).and_then(|mut d| {
+                if self.is_writable() && self.write_thread {
+                    d.set_write_thread(true)?;
+                }
+                Ok(DirSegment::Raw(d))
+            })
         } else if is_regular_file(&compressed)? {
             Lz4Device::open_read_only(&compressed).map(DirSegment::Compressed)
         } else {
@@ -651,6 +678,9 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
         }
         // The descriptor follows the file through the rename; only its name changed.
         device.set_path(final_path);
+        if self.write_thread {
+            device.set_write_thread(true)?;
+        }
         sync_dir(&self.path)?;
         // Allocate the next segment's file now, ahead of need, so that the next rotation
         // only writes a header. Best effort: if it fails (a full disk), that rotation

@@ -10,6 +10,7 @@
 //! | `mmap` | `MmapDevice`, one segment file through a shared memory mapping, synced with `msync` | `std`, Unix |
 //! | `direct` | `DirectDevice`, `O_DIRECT` I/O on a segment file or a window of a raw block device; `geometry` | `std`, Linux |
 //! | `lz4` | `Lz4Device`, a sealed segment stored LZ4-compressed as `FS.%08u.wal.lz4`, read with random access; `compress_segment` | `std`, Unix |
+//! | `write_thread` | the thread that issues a `FileDevice`'s writes when asked to (`FileDevice::set_write_thread`) | `std`, Unix |
 //! | `raw` | `RawStore`, a WAL on a raw block device: a superblock, a checkpoint sector, a quarantine area and fixed segment slots, all `O_DIRECT` | `std`, Linux |
 //!
 //! Features: `std` (default) adds every backend but the memory device, and the
@@ -41,6 +42,9 @@ pub mod lz4;
 
 #[cfg(feature = "std")]
 pub mod raw;
+
+#[cfg(feature = "std")]
+pub mod write_thread;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

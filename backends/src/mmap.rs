@@ -1,13 +1,15 @@
 //! The memory-mapped backend: [`MmapDevice`], one segment file through a shared mapping.
 //!
-//! What it is for: an engine that appends to the active segment with plain memory
-//! copies, no system call per block. A writable device maps the whole file shared and
-//! writable and prefaults its pages (`MAP_POPULATE`), so the engine never takes a page
-//! fault on the active segment; a write is a `memcpy` into the mapping, and
-//! [`BlockDevice::sync`] writes back only the range written since the last sync, with
-//! `msync(MS_SYNC)`. A read-only device maps the file read-only, for replay. The
-//! prefaulting reads the whole segment into memory when it is opened (64 MiB for a
-//! segment of the default 4096 blocks), which is the price of never faulting later.
+//! What it is for: appending to the active segment with plain memory copies, no system
+//! call per block, and replaying sealed segments without copying them. A writable
+//! device maps the whole file shared and writable; a write is a `memcpy` into the
+//! mapping, and [`BlockDevice::sync`] writes back only the range written since the last
+//! sync, with `msync(MS_SYNC)`. Pages are faulted in as the writes first touch them, a
+//! few microseconds per block spread over the segment's life, rather than all at once
+//! when the segment is created: prefaulting 64 MiB stalled a rotation for tens of
+//! milliseconds, long enough to fill the recorder's ring. A read-only device maps the
+//! file read-only, for replay, and lends the mapping out
+//! ([`BlockDevice::mapped_bytes`]) so that blocks are verified where they lie.
 //!
 //! A mapping cannot grow: the device's length and capacity are the file's length at
 //! open, and a write past it fails with `InvalidInput`. That suits segments, which
@@ -24,11 +26,14 @@
 //! pages kills this process with `SIGBUS`, and if it writes to the file the mapped
 //! bytes change underneath. fswal never truncates a segment, a writer holds the WAL
 //! directory's lock so no other fswal writer touches its segments, and a reader maps
-//! the length it saw at open, so within fswal no mapped page is ever lost. The device
-//! never lends out a reference into the mapping: bytes are copied in and out inside
-//! each call, so a concurrent writer (a replay of a live WAL) can at worst make a read
-//! return a mix of old and new bytes, which replay's checksums catch. Each `unsafe`
-//! map call below says this where it is made.
+//! the length it saw at open, so within fswal no mapped page is ever lost. A writable
+//! device never lends out a reference into its mapping: bytes are copied in and out
+//! inside each call. A read-only device lends its mapping for as long as it is
+//! borrowed; the only writer that can change those bytes meanwhile is a live fswal
+//! writer filling an empty slot of the active segment, and a block that changes while
+//! it is verified does not verify (the checksums see a mix), so the reader falls back
+//! to copying replay, which reports what it finds. Each `unsafe` map call below says
+//! this where it is made.
 
 use std::format;
 use std::fs::{File, OpenOptions};
@@ -67,7 +72,7 @@ impl Mapping {
 }
 
 /// One segment file, accessed through a memory mapping of the whole file: shared and
-/// writable (and prefaulted) when open for writing, read-only otherwise.
+/// writable when open for writing, read-only otherwise.
 #[derive(Debug)]
 pub struct MmapDevice {
     mapping: Mapping,
@@ -97,8 +102,8 @@ impl MmapDevice {
         self.writable
     }
 
-    /// Maps `file`, the regular file at `path`, whole: shared, writable and prefaulted
-    /// if `writable`, read-only otherwise.
+    /// Maps `file`, the regular file at `path`, whole: shared and writable if
+    /// `writable`, read-only otherwise.
     fn from_file(file: File, path: PathBuf, writable: bool) -> Result<Self, FileError> {
         let metadata = file
             .metadata()
@@ -133,14 +138,15 @@ impl MmapDevice {
             // and out inside each call), so a change made by another process cannot
             // invalidate a borrow. Truncation by a foreign process is the SIGBUS caveat
             // of the module docs.
-            let map = unsafe { MmapOptions::new().len(map_len).populate().map_mut(&file) }
+            let map = unsafe { MmapOptions::new().len(map_len).map_mut(&file) }
                 .map_err(|e| FileError::new("map", path.as_path(), None, e))?;
             Mapping::ReadWrite(map)
         } else {
             // SAFETY: as for the writable mapping above: exactly the length the file
-            // had, never truncated by fswal, and only ever copied out of inside a call,
-            // so a live writer changing the bytes makes at worst a read that mixes old
-            // and new bytes, which replay's checksums detect.
+            // had, never truncated by fswal. It is lent out by `mapped_bytes` for as long
+            // as the device is borrowed; a live writer filling an empty slot meanwhile
+            // makes at worst a block that mixes old and new bytes, which verification
+            // refuses (see the module docs).
             let map = unsafe { MmapOptions::new().len(map_len).map(&file) }
                 .map_err(|e| FileError::new("map", path.as_path(), None, e))?;
             Mapping::ReadOnly(map)
@@ -205,6 +211,12 @@ impl BlockDevice for MmapDevice {
     /// The file's length at open: a mapping cannot grow.
     fn capacity_bytes(&self) -> u64 {
         self.len_bytes
+    }
+
+    /// A read-only device's mapping, for replay to verify blocks where they lie; a
+    /// writable device lends nothing (its bytes change with every write).
+    fn mapped_bytes(&self) -> Option<&[u8]> {
+        (!self.writable).then(|| self.mapping.bytes())
     }
 
     fn read_exact_at(&mut self, offset_bytes: u64, buf: &mut [u8]) -> Result<(), FileError> {
@@ -292,8 +304,8 @@ impl BlockDevice for MmapDevice {
 }
 
 impl SegmentFile for MmapDevice {
-    /// Opens and maps the regular file at `path`: read-write, shared, writable and
-    /// prefaulted if `writable`; read-only otherwise.
+    /// Opens and maps the regular file at `path`: read-write and shared if
+    /// `writable`; read-only otherwise.
     fn open(path: &Path, writable: bool) -> Result<Self, FileError> {
         let file = OpenOptions::new()
             .read(true)

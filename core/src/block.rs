@@ -26,7 +26,7 @@ use core::mem::{offset_of, size_of};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::block_header::{BlockFields, BlockHeader};
-use crate::checksum::{block_checksum, chained_checksum};
+use crate::checksum::{block_checksum, block_checksums, chained_checksum};
 use crate::event::RequestEvent;
 use crate::issue::Reason;
 use crate::limits::{BLOCK_EVENTS_MAX, BLOCK_HEADER_SIZE_BYTES, BLOCK_SIZE_BYTES};
@@ -76,11 +76,11 @@ impl Block {
         let used = self.events.get(..count).unwrap_or(&[]);
         let first_event_id = used.first().map_or(0, RequestEvent::event_id);
         let last_event_id = used.last().map_or(0, RequestEvent::event_id);
-        let chained = chained_checksum(used, prev_chained);
+        let (block, chained) = block_checksums(used, prev_chained);
         self.header = BlockHeader::new(&BlockFields {
             first_event_id,
             last_event_id,
-            block_checksum: block_checksum(used),
+            block_checksum: block,
             chained_checksum: chained,
             block_index,
             event_count,
@@ -92,6 +92,13 @@ impl Block {
     /// format: header checksum and structure, first and last ids against the events,
     /// every event valid with strictly increasing ids, unused slots zero, block checksum.
     pub fn check_alone(&self, slot: u32) -> Result<(), Reason> {
+        let used = self.check_structure(slot)?;
+        self.compare_block_checksum(block_checksum(used))
+    }
+
+    /// Everything [`Block::check_alone`] checks except the block checksum; returns the
+    /// used events.
+    fn check_structure(&self, slot: u32) -> Result<&[RequestEvent], Reason> {
         self.header.check(slot)?;
         let count = usize::from(self.header.event_count());
         // `check` bounded the count to 1..=256; split_at_checked keeps this panic-free.
@@ -116,30 +123,61 @@ impl Block {
                 event: last.event_id(),
             });
         }
-        let mut previous = 0u64;
-        for (position, event) in (0u16..).zip(used) {
-            event
-                .check()
-                .map_err(|defect| Reason::InvalidEvent { position, defect })?;
-            if position > 0 && event.event_id() <= previous {
-                return Err(Reason::EventIdNotIncreasing {
-                    position,
-                    event_id: event.event_id(),
-                    previous,
-                });
+        if !events_plausible(used) {
+            // The fast pass saw something wrong; this pass says exactly what.
+            let mut previous = 0u64;
+            for (position, event) in (0u16..).zip(used) {
+                event
+                    .check()
+                    .map_err(|defect| Reason::InvalidEvent { position, defect })?;
+                if position > 0 && event.event_id() <= previous {
+                    return Err(Reason::EventIdNotIncreasing {
+                        position,
+                        event_id: event.event_id(),
+                        previous,
+                    });
+                }
+                previous = event.event_id();
             }
-            previous = event.event_id();
         }
-        if let Some(i) = unused.iter().position(|e| *e != RequestEvent::ZERO) {
+        if !unused.as_bytes().iter().all(|&b| b == 0) {
+            let i = unused
+                .iter()
+                .position(|e| *e != RequestEvent::ZERO)
+                .unwrap_or(0);
             // `i < 256`, so `count + i < 512` fits in a u16.
             let position = u16::try_from(count + i).unwrap_or(u16::MAX);
             return Err(Reason::UnusedSlotNotZero { position });
         }
-        let computed = block_checksum(used);
+        Ok(used)
+    }
+
+    fn compare_block_checksum(&self, computed: u64) -> Result<(), Reason> {
         if computed != self.header.block_checksum() {
             return Err(Reason::BlockChecksumMismatch {
                 stored: self.header.block_checksum(),
                 computed,
+            });
+        }
+        Ok(())
+    }
+
+    fn compare_chained_checksum(&self, computed: u64) -> Result<(), Reason> {
+        if computed != self.header.chained_checksum() {
+            return Err(Reason::ChainedChecksumMismatch {
+                stored: self.header.chained_checksum(),
+                computed,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_regression(&self, prev_last_event_id: u64) -> Result<(), Reason> {
+        let first = self.header.first_event_id();
+        if first <= prev_last_event_id {
+            return Err(Reason::EventIdRegression {
+                first,
+                previous: prev_last_event_id,
             });
         }
         Ok(())
@@ -155,24 +193,11 @@ impl Block {
         prev_chained: Option<u64>,
         prev_last_event_id: u64,
     ) -> Result<(), Reason> {
-        let first = self.header.first_event_id();
-        if first <= prev_last_event_id {
-            return Err(Reason::EventIdRegression {
-                first,
-                previous: prev_last_event_id,
-            });
-        }
+        self.check_regression(prev_last_event_id)?;
         let Some(prev_chained) = prev_chained else {
             return Ok(());
         };
-        let computed = chained_checksum(self.used_events(), prev_chained);
-        if computed != self.header.chained_checksum() {
-            return Err(Reason::ChainedChecksumMismatch {
-                stored: self.header.chained_checksum(),
-                computed,
-            });
-        }
-        Ok(())
+        self.compare_chained_checksum(chained_checksum(self.used_events(), prev_chained))
     }
 
     /// Both checks: the block in slot `slot` is valid and follows the block before it.
@@ -182,9 +207,30 @@ impl Block {
         prev_chained: u64,
         prev_last_event_id: u64,
     ) -> Result<(), Reason> {
-        self.check_alone(slot)?;
-        self.check_link(Some(prev_chained), prev_last_event_id)
+        // The same checks in the same order as `check_alone` then `check_link`, with
+        // both checksums computed in one pass over the events.
+        let used = self.check_structure(slot)?;
+        let (block, chained) = block_checksums(used, prev_chained);
+        self.compare_block_checksum(block)?;
+        self.check_regression(prev_last_event_id)?;
+        self.compare_chained_checksum(chained)
     }
+}
+
+/// Whether every event is valid and ids strictly increase, decided with a few
+/// word-wide tests per event. `false` means some rule is broken; the caller then finds
+/// which one with the exact per-field checks. It accepts exactly the sequences those
+/// checks accept (a property test holds them equal).
+fn events_plausible(used: &[RequestEvent]) -> bool {
+    let mut previous = 0u64;
+    let mut ok = true;
+    for event in used {
+        let id = event.event_id();
+        // `previous < id` also rejects id 0, since `previous` starts at 0.
+        ok &= previous < id && event.is_plausible();
+        previous = id;
+    }
+    ok
 }
 
 #[cfg(test)]
@@ -303,5 +349,39 @@ mod tests {
             Block::EMPTY.check_alone(0),
             Err(Reason::BlockHeaderChecksumMismatch { .. })
         ));
+    }
+
+    /// The exact rules the fast pass must agree with.
+    fn events_valid_exactly(used: &[RequestEvent]) -> bool {
+        let mut previous = 0u64;
+        used.iter().all(|e| {
+            let ok = e.find_defect().is_ok() && e.event_id() > previous;
+            previous = e.event_id();
+            ok
+        })
+    }
+
+    proptest::proptest! {
+        /// The word-wide fast pass accepts exactly what the per-field checks accept,
+        /// for events with any one byte changed (enum bytes, padding, ids).
+        #[test]
+        fn fast_event_pass_agrees_with_the_exact_checks(
+            count in 1usize..6,
+            victim in 0usize..6,
+            offset in 0usize..64,
+            value: u8,
+            step in 0u64..3,
+        ) {
+            let mut events = [RequestEvent::ZERO; 6];
+            for (i, e) in (0u64..).zip(events.iter_mut()) {
+                *e = reference_event(1 + i * step);
+            }
+            let used = &mut events[..count];
+            let at = victim % count;
+            if let Some(b) = used[at].as_mut_bytes().get_mut(offset) {
+                *b = value;
+            }
+            proptest::prop_assert_eq!(events_plausible(used), events_valid_exactly(used));
+        }
     }
 }

@@ -56,6 +56,15 @@ pub trait BlockDevice {
 
     /// Makes every write issued before this call durable; returns only once they are.
     fn sync(&mut self) -> Result<(), Self::Error>;
+
+    /// The bytes `0..len_bytes()` where they lie, when the device can show them
+    /// without a copy (a memory mapping, a buffer); `None`, the default, when reads
+    /// must go through [`BlockDevice::read_exact_at`]. Readers use it to verify blocks
+    /// in place. The slice shows what a read would return now; a reader that must keep
+    /// exactly the bytes it verified (to hand them on) copies them first.
+    fn mapped_bytes(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
@@ -78,6 +87,9 @@ impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
     }
     fn sync(&mut self) -> Result<(), Self::Error> {
         T::sync(self)
+    }
+    fn mapped_bytes(&self) -> Option<&[u8]> {
+        T::mapped_bytes(self)
     }
 }
 

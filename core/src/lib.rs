@@ -22,6 +22,7 @@
 //! | [`writer`] | `SegmentWriter` and `WalWriter`: append, sync, seal, rotate, recover |
 //! | [`replay`] | `Replay`, the verifying state machine |
 //! | [`seek`] | start replay at an event id |
+//! | [`parallel`] | verification split into pieces checked on many cores, then joined |
 //! | [`issue`] | what replay reports about damage |
 //! | [`error`] | errors |
 //! | [`limits`] | sizes and bounds, with their relations asserted |
@@ -51,6 +52,7 @@ pub mod fault;
 pub mod issue;
 pub mod limits;
 pub mod mem;
+pub mod parallel;
 pub mod reference;
 pub mod replay;
 pub mod seek;

@@ -140,6 +140,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> BlockDevice for MemDevice<S> {
         self.storage.as_ref().len() as u64
     }
 
+    fn mapped_bytes(&self) -> Option<&[u8]> {
+        Some(self.bytes())
+    }
+
     fn read_exact_at(&mut self, offset_bytes: u64, buf: &mut [u8]) -> Result<(), MemError> {
         let err = |kind| MemError {
             kind,

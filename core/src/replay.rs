@@ -149,7 +149,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    const EMPTY: Self = Self {
+    pub(crate) const EMPTY: Self = Self {
         status: Status::Ok,
         segments: 0,
         blocks: 0,
@@ -419,14 +419,7 @@ impl<S: SegmentStore> Replay<S> {
     /// Lists the store, reads its durable watermark, and positions replay at its first
     /// segment (or the seek target).
     fn begin(&mut self) -> Result<(), Error<S::Error>> {
-        for kind in CheckpointKind::ALL {
-            if let Some(record) = self.store.read_checkpoint(kind)? {
-                // A damaged record is ignored: it is never trusted over the segments.
-                if let Ok(c) = Checkpoint::decode(&record) {
-                    self.durable_floor = self.durable_floor.max(c.last_event_id);
-                }
-            }
-        }
+        self.durable_floor = durable_floor(&mut self.store)?;
         let Some((first, last)) = self.store.segment_range()? else {
             self.state = State::Finish;
             return Ok(());
@@ -624,10 +617,14 @@ impl<S: SegmentStore> Replay<S> {
                 if self.buf.header.is_blank() {
                     return Ok(Some(SlotOutcome::Problem(issue(Reason::TornBlock), here)));
                 }
-                let checked = self
-                    .buf
-                    .check_alone(slot)
-                    .and_then(|()| self.buf.check_link(cur.chain, self.last_event_id));
+                let checked = match cur.chain {
+                    // Both checksums in one pass over the events.
+                    Some(chain) => self.buf.verify(slot, chain, self.last_event_id),
+                    None => self
+                        .buf
+                        .check_alone(slot)
+                        .and_then(|()| self.buf.check_link(None, self.last_event_id)),
+                };
                 if let Err(reason) = checked {
                     return Ok(Some(SlotOutcome::Problem(issue(reason), here)));
                 }
@@ -820,6 +817,22 @@ impl<S: SegmentStore> Replay<S> {
         }
         Ok(None)
     }
+}
+
+/// The durable watermark of `store`: the highest event id its checkpoint records
+/// (sealed and synced) say a sync made durable, 0 without a readable record. A damaged
+/// record is ignored: it is never trusted over the segments, only used to notice that
+/// they end too early.
+pub fn durable_floor<S: SegmentStore>(store: &mut S) -> Result<u64, S::Error> {
+    let mut floor = 0u64;
+    for kind in CheckpointKind::ALL {
+        if let Some(record) = store.read_checkpoint(kind)? {
+            if let Ok(c) = Checkpoint::decode(&record) {
+                floor = floor.max(c.last_event_id);
+            }
+        }
+    }
+    Ok(floor)
 }
 
 /// A block the forward scan found.

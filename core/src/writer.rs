@@ -126,20 +126,31 @@ impl<D: BlockDevice> SegmentWriter<D> {
     /// Adds `event` to the current block, writing the block when it becomes full.
     /// The caller has checked the event and its id.
     pub fn push(&mut self, event: &RequestEvent) -> Result<(), Error<D::Error>> {
-        if !self.has_room() {
-            return Err(Error::LogicBug("push into a full segment"));
+        self.push_many(core::slice::from_ref(event)).map(|_| ())
+    }
+
+    /// Adds as many of `events` as the current block holds (at least one), writing the
+    /// block when it becomes full, and returns how many it took. The caller has checked
+    /// the events and their ids.
+    pub fn push_many(&mut self, events: &[RequestEvent]) -> Result<usize, Error<D::Error>> {
+        if !self.has_room() || events.is_empty() {
+            return Err(Error::LogicBug("push into a full segment, or of nothing"));
         }
-        let slot = self
-            .block
-            .events
-            .get_mut(usize::from(self.fill))
-            .ok_or(Error::LogicBug("block fill out of range"))?;
-        *slot = *event;
-        self.fill += 1;
+        let fill = usize::from(self.fill);
+        let take = (BLOCK_EVENTS_MAX - fill).min(events.len());
+        let (Some(slots), Some(taken)) = (
+            self.block.events.get_mut(fill..fill + take),
+            events.get(..take),
+        ) else {
+            return Err(Error::LogicBug("block fill out of range"));
+        };
+        slots.copy_from_slice(taken);
+        // `fill + take <= 256` fits in a u16.
+        self.fill = u16::try_from(fill + take).map_err(|_| Error::LogicBug("block fill"))?;
         if usize::from(self.fill) == BLOCK_EVENTS_MAX {
             self.write_block()?;
         }
-        Ok(())
+        Ok(take)
     }
 
     /// Writes the partial block, if any, to its slot; the next events go to the next
@@ -590,43 +601,63 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
     /// whose bytes are not a valid event, is refused and nothing is written. A device
     /// failure stops the writer (see [`Error::Poisoned`]).
     pub fn append(&mut self, event: &RequestEvent) -> Result<(), Error<S::Error>> {
+        self.append_batch(core::slice::from_ref(event))
+    }
+
+    /// Appends `events`, in order, as [`WalWriter::append`] would one by one, but
+    /// copying them into blocks a run at a time. Every event and id is checked first:
+    /// a batch holding an invalid event, or an id not above the one before it, is
+    /// refused whole and nothing of it is appended.
+    pub fn append_batch(&mut self, events: &[RequestEvent]) -> Result<(), Error<S::Error>> {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
-        let event_id = event.event_id();
-        event
-            .check()
-            .map_err(|defect| Error::InvalidEvent { event_id, defect })?;
-        if event_id <= self.last_event_id {
-            return Err(Error::EventIdNotIncreasing {
-                event_id,
-                last_event_id: self.last_event_id,
-            });
+        let mut previous = self.last_event_id;
+        for event in events {
+            let event_id = event.event_id();
+            event
+                .check()
+                .map_err(|defect| Error::InvalidEvent { event_id, defect })?;
+            if event_id <= previous {
+                return Err(Error::EventIdNotIncreasing {
+                    event_id,
+                    last_event_id: previous,
+                });
+            }
+            previous = event_id;
         }
-        let result = self.append_checked(event);
+        let result = self.append_checked(events);
         if result.is_err() {
             self.poisoned = true;
         }
         result
     }
 
-    fn append_checked(&mut self, event: &RequestEvent) -> Result<(), Error<S::Error>> {
-        if !self.active.as_ref().is_some_and(SegmentWriter::has_room) {
-            self.rotate()?;
-        }
-        let active = self
-            .active
-            .as_mut()
-            .ok_or(Error::LogicBug("no active segment after rotation"))?;
-        active.push(event)?;
-        self.last_event_id = event.event_id();
-        if !active.has_room() {
-            // Seal a full segment now, so that a crash before the next append does not
-            // leave it open, and so that closing never creates an empty segment.
-            let now = self.clock.now_ns();
-            active.seal(now)?;
-            if let Some(full) = self.active.take() {
-                self.after_seal(&full)?;
+    fn append_checked(&mut self, events: &[RequestEvent]) -> Result<(), Error<S::Error>> {
+        let mut rest = events;
+        // Each pass appends at least one event or fails, so the loop ends.
+        while let Some(last_of_batch) = rest.last() {
+            if !self.active.as_ref().is_some_and(SegmentWriter::has_room) {
+                self.rotate()?;
+            }
+            let active = self
+                .active
+                .as_mut()
+                .ok_or(Error::LogicBug("no active segment after rotation"))?;
+            let taken = active.push_many(rest)?;
+            let (done, left) = rest.split_at_checked(taken).unwrap_or((rest, &[]));
+            self.last_event_id = done
+                .last()
+                .map_or(last_of_batch.event_id(), RequestEvent::event_id);
+            rest = left;
+            if !active.has_room() {
+                // Seal a full segment now, so that a crash before the next append does
+                // not leave it open, and so that closing never creates an empty segment.
+                let now = self.clock.now_ns();
+                active.seal(now)?;
+                if let Some(full) = self.active.take() {
+                    self.after_seal(&full)?;
+                }
             }
         }
         Ok(())
@@ -1513,5 +1544,61 @@ mod tests {
             prop_assert_eq!(r.summary.status, Status::Ok);
             prop_assert!(!r.summary.open_segment || r.summary.events == 0);
         }
+    }
+
+    proptest! {
+        /// Appending in batches of any sizes writes the very bytes appending one by one
+        /// writes, across block and segment boundaries.
+        #[test]
+        fn batches_write_what_single_appends_write(
+            sizes in proptest::collection::vec(1usize..700, 1..12),
+            close: bool,
+        ) {
+            let total: usize = sizes.iter().sum();
+            let events: Vec<RequestEvent> = (1..=total as u64).map(reference_event).collect();
+            let single = write_events(events.iter().copied(), 16, None, close);
+            let config = WriterConfig::with_blocks(16);
+            let (mut w, _) = WalWriter::open(MemStore::new(), ticking_clock(), config).unwrap();
+            let mut rest = &events[..];
+            for size in sizes {
+                let (batch, left) = rest.split_at(size);
+                w.append_batch(batch).unwrap();
+                rest = left;
+            }
+            if close {
+                w.close().unwrap();
+            }
+            let batched = w.into_store();
+            prop_assert!(images(&batched) == images(&single), "the segment bytes differ");
+        }
+    }
+
+    #[test]
+    fn a_batch_with_a_bad_event_is_refused_whole() {
+        let config = WriterConfig::with_blocks(16);
+        let (mut w, _) = WalWriter::open(MemStore::new(), ticking_clock(), config).unwrap();
+        w.append_batch(&[reference_event(1), reference_event(2)])
+            .unwrap();
+        let mut bad = reference_event(4);
+        bad.as_mut_bytes()[40] = 9;
+        assert!(matches!(
+            w.append_batch(&[reference_event(3), bad]),
+            Err(Error::InvalidEvent { event_id: 4, .. })
+        ));
+        assert!(matches!(
+            w.append_batch(&[reference_event(3), reference_event(3)]),
+            Err(Error::EventIdNotIncreasing {
+                event_id: 3,
+                last_event_id: 3
+            })
+        ));
+        // Nothing of either batch went in, and the writer goes on.
+        assert_eq!(w.last_event_id(), 2);
+        w.append_batch(&[reference_event(3)]).unwrap();
+        w.close().unwrap();
+        assert_eq!(
+            replay(&mut w.into_store(), Mode::Strict, None).ids,
+            ids(1..=3)
+        );
     }
 }

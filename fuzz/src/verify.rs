@@ -15,13 +15,16 @@
 //!   of a sealed segment header, is recomputed, so that only the structural rules can
 //!   catch the damage.
 //!
-//! Either way the segments go into a `MemStore` and [`check_log`] runs.
+//! Either way the segments go into a `MemStore` and [`check_log`] runs; it also holds
+//! the parallel fast path (`fswal_core::parallel`) to accepting only what strict replay
+//! accepts, with the same summary.
 
 use std::collections::BTreeMap;
 
 use fswal_core::mem::MemStore;
+use fswal_core::parallel::verify_in_pieces;
 use fswal_core::reference::reference_event;
-use fswal_core::{Mode, Status, WalWriter, WriterConfig};
+use fswal_core::{Block, Mode, Status, WalWriter, WriterConfig};
 use fswal_harness::scan::{
     self, BLOCK_HEADER_SIZE, BLOCK_SIZE, EVENT_SIZE, SEGMENT_HEADER_SIZE, le_u16, le_u32, le_u64,
     valid_prefix, whole_slots,
@@ -132,6 +135,18 @@ pub fn check_log(log: &BTreeMap<u32, Vec<u8>>) {
         "strict replay and the scanner disagree on the tail: {}",
         context()
     );
+
+    // The parallel fast path, run on one thread in pieces of three slots: it may give
+    // up on anything, but what it accepts, strict replay accepts with the same summary.
+    let mut scratch = Box::new(Block::EMPTY);
+    let fast = verify_in_pieces(&mut store, 3, &mut scratch).expect("memory store error");
+    if let Ok(summary) = fast {
+        assert!(
+            s.status == Status::Ok && summary == *s,
+            "the fast path accepted with {summary:?}, strict replay says {s:?}: {}",
+            context()
+        );
+    }
 
     // Diagnostic mode reads the same prefix, finds the same first problem, and only
     // then goes its own way.

@@ -2,6 +2,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`bench`](mod@bench) | what `fswal bench` measures: the floors, the hot path, replay |
 //! | [`crashsim`] | the crash simulator: crash images under the fault model, recovered and checked |
 //! | [`cmd`] | one module per subcommand: `record`, `verify`, `dump`, `demo` |
 //! | [`store`] | the stores commands open: a WAL directory through the file, mmap or O_DIRECT backend, or a raw device |
@@ -9,6 +10,7 @@
 //! | [`clock`] | the wall clock segments are stamped with |
 //! | [`scan`] | an independent reader of FORMAT-v1.md (field readers, checksums, event, block and header rules) and the valid-prefix scanner the crash simulator checks recovery against |
 
+pub mod bench;
 pub mod clock;
 pub mod cmd;
 pub mod crashsim;

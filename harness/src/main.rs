@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fswal_harness::cmd::{crashsim, demo, dump, record, verify};
+use fswal_harness::cmd::{bench, crashsim, demo, dump, record, verify};
 
 #[derive(Parser, Debug)]
 #[command(name = "fswal", version, about = "FlashStrike write-ahead log tool")]
@@ -27,6 +27,9 @@ enum Command {
     Dump(dump::DumpArgs),
     /// Crash a seeded workload at every point, recover every crash image, check it.
     Crashsim(crashsim::CrashsimArgs),
+    /// Measure recording, verification, replay and the hot path against this machine's
+    /// floors.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify::run(a),
         Command::Dump(a) => dump::run(a),
         Command::Crashsim(a) => crashsim::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     result.unwrap_or_else(|e| {
         eprintln!("fswal: {e}");

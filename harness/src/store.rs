@@ -114,6 +114,9 @@ impl BlockDevice for AnyDevice {
     fn sync(&mut self) -> Result<(), FileError> {
         each_device!(self, d => d.sync())
     }
+    fn mapped_bytes(&self) -> Option<&[u8]> {
+        each_device!(self, d => d.mapped_bytes())
+    }
 }
 
 impl SegmentStore for AnyStore {

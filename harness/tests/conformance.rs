@@ -1,6 +1,6 @@
 //! Guards that every storage backend behaves the same: one workload (appends, syncs,
 //! a crash, recovery, more appends, seals, reopenings) runs against the memory,
-//! file, mmap, O_DIRECT, compressed-directory and raw-device stores (on an image file
+//! file (with and without its write thread), mmap, O_DIRECT, compressed-directory and raw-device stores (on an image file
 //! and on a real loop device), and each must replay the same events and hold segments
 //! byte-identical to the others'. Every backend's segment devices also keep the
 //! `BlockDevice` contract (read-your-writes, clean errors out of range).
@@ -165,6 +165,18 @@ fn file_backend_conforms() {
     let dir = tmp.path().join("wal");
     let got = workload(from_path(|| DirStore::open_for_append(&dir).expect("open")));
     check("file", got);
+}
+
+#[test]
+fn file_backend_with_a_write_thread_conforms() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("wal");
+    let got = workload(from_path(|| {
+        DirStore::open_for_append(&dir)
+            .expect("open")
+            .write_thread(true)
+    }));
+    check("file with a write thread", got);
 }
 
 #[test]

@@ -35,6 +35,7 @@
 #![deny(missing_docs)]
 
 pub mod histogram;
+pub mod replay;
 pub mod ring;
 pub mod telemetry;
 pub mod timed;
@@ -49,6 +50,7 @@ use std::time::{Duration, Instant};
 use fswal_core::event::EventDefect;
 use fswal_core::{Clock, Recovery, RequestEvent, SegmentStore, WalWriter, WriterConfig};
 
+pub use replay::ParallelReplay;
 pub use telemetry::Telemetry;
 use timed::{TimedStore, ns_since};
 
@@ -540,7 +542,11 @@ mod tests {
         assert_eq!(durable, 50_000);
         // The store shares its segments with the recorder's copy.
         let (ids, status) = replay_ids(store.snapshot());
-        assert!(ids.iter().copied().eq(1..=50_000), "replayed {} events", ids.len());
+        assert!(
+            ids.iter().copied().eq(1..=50_000),
+            "replayed {} events",
+            ids.len()
+        );
         assert_eq!(status, Status::Ok);
     }
 

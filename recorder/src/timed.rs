@@ -132,6 +132,10 @@ impl<D: BlockDevice> BlockDevice for TimedDevice<D> {
         self.inner.read_exact_at(offset_bytes, buf)
     }
 
+    fn mapped_bytes(&self) -> Option<&[u8]> {
+        self.inner.mapped_bytes()
+    }
+
     fn write_all_at(&mut self, offset_bytes: u64, buf: &[u8]) -> Result<(), D::Error> {
         let start = Instant::now();
         self.inner.write_all_at(offset_bytes, buf)?;

@@ -3,6 +3,7 @@
 //!
 //! [`CliError`]: crate::error::CliError
 
+pub mod bench;
 pub mod crashsim;
 pub mod demo;
 pub mod dump;

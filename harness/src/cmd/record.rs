@@ -16,10 +16,11 @@ use std::process::ExitCode;
 use clap::Args;
 use fswal_backends::dir::{DirStore, SegmentDir};
 use fswal_backends::raw::RawStore;
+use fswal_core::limits::BLOCK_EVENTS_MAX;
 use fswal_core::limits::{SEGMENT_BLOCKS_DEFAULT, SEGMENT_BLOCKS_MAX, SEGMENT_BLOCKS_MIN};
 use fswal_core::reference::reference_event;
 use fswal_core::writer::{ClearedTail, OpenScan, Retention};
-use fswal_core::{WalWriter, WriterConfig};
+use fswal_core::{RequestEvent, WalWriter, WriterConfig};
 
 use crate::clock::wall_clock_ns;
 use crate::error::CliError;
@@ -131,9 +132,13 @@ fn open_store(args: &RecordArgs) -> Result<(AnyStore, u32), CliError> {
         return Err(CliError::new("give --dir or --device"));
     };
     let store = match args.backend {
-        Backend::File => {
-            AnyStore::File(DirStore::open_for_append(dir)?.compress_sealed(args.compress))
-        }
+        // Files are written from a second thread, so that building blocks and copying
+        // them into the page cache overlap.
+        Backend::File => AnyStore::File(
+            DirStore::open_for_append(dir)?
+                .compress_sealed(args.compress)
+                .write_thread(true),
+        ),
         Backend::Mmap => {
             AnyStore::Mmap(SegmentDir::open_for_append(dir)?.compress_sealed(args.compress))
         }
@@ -202,10 +207,21 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
         }
         Ok(())
     };
-    // Empty when `--events 0`: `last_id` is then `start_id - 1`.
-    for (n, id) in (start_id..=last_id).enumerate() {
+    // Events go in by the block: generated into a buffer, appended as one batch (the
+    // writer copies runs, not single events), cut where `--sync-every` syncs.
+    let mut batch: Vec<RequestEvent> = Vec::with_capacity(BLOCK_EVENTS_MAX);
+    let mut appended = 0u64;
+    // Each pass appends at least one event; `--events 0` makes none.
+    while appended < args.events {
+        let mut len = (args.events - appended).min(BLOCK_EVENTS_MAX as u64);
+        if let Some(k) = args.sync_every {
+            len = len.min(k - appended % k);
+        }
+        let first = start_id + appended;
+        batch.clear();
+        batch.extend((first..first + len).map(reference_event));
         let durable_before = writer.durable_event_id();
-        writer.append(&reference_event(id)).map_err(|e| match e {
+        writer.append_batch(&batch).map_err(|e| match e {
             fswal_core::Error::EventIdNotIncreasing { last_event_id, .. } => CliError::new(format!(
                 "{}: {e} (the WAL already holds events through {last_event_id}; use --start-id {} or --resume)",
                 args.dir.as_deref().or(args.device.as_deref()).map(|p| p.display().to_string()).unwrap_or_default(),
@@ -213,7 +229,8 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
             )),
             e => CliError::from_core(writer.store(), e),
         })?;
-        if args.sync_every.is_some_and(|k| (n as u64 + 1) % k == 0) {
+        appended += len;
+        if args.sync_every.is_some_and(|k| appended % k == 0) {
             let durable = writer
                 .sync()
                 .map_err(|e| CliError::from_core(writer.store(), e))?;

@@ -5,10 +5,12 @@
 //! is valid), 1 when damage or truncation was found, 2 on usage or I/O errors.
 
 use std::io::Write;
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 
 use clap::Args;
 use fswal_core::{Issue, Mode, Replay, Status, Step, Summary};
+use fswal_recorder::ParallelReplay;
 use serde::Serialize;
 
 use crate::cmd::ModeArg;
@@ -28,9 +30,18 @@ pub struct VerifyArgs {
     /// (diagnostic).
     #[arg(long, value_enum, default_value_t = ModeArg::Strict)]
     pub mode: ModeArg,
+    /// Workers verifying blocks in parallel (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<NonZeroUsize>,
     /// Where the WAL is.
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+/// One worker per core, as the system reports them.
+#[must_use]
+pub fn all_cores() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }
 
 /// What `verify` found.
@@ -42,8 +53,24 @@ pub struct Verified {
     pub issues: Vec<Issue>,
 }
 
-/// Replays `source` to the end in `mode`, keeping the issues.
-pub fn verify(source: &mut Source, mode: Mode) -> Result<Verified, CliError> {
+/// Verifies `source` in `mode`, keeping the issues: first the parallel fast path on
+/// `threads` workers, which settles a plain log; when it gives up, the sequential
+/// replay, which explains every problem.
+pub fn verify(
+    source: &mut Source,
+    mode: Mode,
+    threads: NonZeroUsize,
+) -> Result<Verified, CliError> {
+    let fast = ParallelReplay::new()
+        .threads(threads)
+        .verify_fast(&mut source.store);
+    if let Ok(Ok(summary)) = fast {
+        return Ok(Verified {
+            summary,
+            issues: Vec::new(),
+        });
+    }
+    // Not plain, or a read failed: the sequential replay says exactly what and where.
     let mut replay = Replay::new(&mut source.store, mode);
     let mut issues = Vec::new();
     loop {
@@ -91,7 +118,7 @@ struct JsonReport {
 pub fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
     let mut source = open_read_only(&args.target)?;
     let mode = Mode::from(args.mode);
-    let v = verify(&mut source, mode)?;
+    let v = verify(&mut source, mode, args.threads.unwrap_or_else(all_cores))?;
     let s = &v.summary;
     let mut out = std::io::stdout().lock();
     let printed = if args.json {
