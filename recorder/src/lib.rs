@@ -48,6 +48,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use fswal_core::event::EventDefect;
+use fswal_core::limits::BLOCK_EVENTS_MAX;
 use fswal_core::{Clock, Recovery, RequestEvent, SegmentStore, WalWriter, WriterConfig};
 
 pub use replay::ParallelReplay;
@@ -448,6 +449,7 @@ where
     C: Clock,
 {
     let mut unsynced = 0u64;
+    let mut batch = [RequestEvent::ZERO; BLOCK_EVENTS_MAX];
     let mut oldest: Option<Instant> = None;
     let mut idle_since: Option<Instant> = None;
     let fail = |why: String| {
@@ -458,12 +460,16 @@ where
     loop {
         let mut drained = 0usize;
         while drained < DRAIN_BATCH_MAX {
-            let Some(event) = consumer.try_pop() else {
+            // A block's worth at a time, appended as one batch.
+            let n = consumer.pop_into(&mut batch);
+            let Some(events) = batch.get(..n).filter(|b| !b.is_empty()) else {
                 break;
             };
-            writer.append(&event).map_err(|e| fail(e.to_string()))?;
-            drained += 1;
-            unsynced += 1;
+            writer
+                .append_batch(events)
+                .map_err(|e| fail(e.to_string()))?;
+            drained += n;
+            unsynced += n as u64;
             oldest.get_or_insert_with(Instant::now);
         }
         telemetry

@@ -143,6 +143,41 @@ impl<T: Copy> Consumer<T> {
         Some(value)
     }
 
+    /// Takes up to `out.len()` of the oldest values into `out`, in order, and returns
+    /// how many: one or two block copies and one release store for the whole run, where
+    /// popping one by one would make a store per value.
+    pub fn pop_into(&mut self, out: &mut [T]) -> usize {
+        if self.tail == self.head_cache {
+            self.head_cache = self.ring.head.0.load(Ordering::Acquire);
+        }
+        let available = usize::try_from(self.head_cache - self.tail).unwrap_or(usize::MAX);
+        let n = available.min(out.len());
+        if n == 0 {
+            return 0;
+        }
+        let capacity = self.ring.slots.len();
+        // The index is masked to the slot count, which is a usize.
+        #[allow(clippy::cast_possible_truncation)]
+        let start = (self.tail & self.ring.mask) as usize;
+        // The run may wrap: `first` values up to the end of the slots, the rest from 0.
+        let first = n.min(capacity - start);
+        let base = self.ring.slots.as_ptr().cast::<T>();
+        // SAFETY: the `n` slots from `tail` were published (`tail + n <= head`, read with
+        // acquire after the producer's release store) and the producer will not write
+        // them again before `tail`, stored below with release, frees them; only this
+        // consumer reads slots. `UnsafeCell<T>` has the layout of `T`, so the slots are
+        // `capacity` contiguous `T`s; `start + first <= capacity` and
+        // `n - first <= start < capacity` keep both copies inside them, and `out` (a
+        // distinct, exclusively borrowed buffer) holds `n >= first` values.
+        unsafe {
+            std::ptr::copy_nonoverlapping(base.add(start), out.as_mut_ptr(), first);
+            std::ptr::copy_nonoverlapping(base, out.as_mut_ptr().add(first), n - first);
+        }
+        self.tail += n as u64;
+        self.ring.tail.0.store(self.tail, Ordering::Release);
+        n
+    }
+
     /// Values waiting.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -219,5 +254,61 @@ mod tests {
         producer.join().unwrap();
         assert!(c.try_pop().is_none());
         assert!(c.producer_gone());
+    }
+
+    #[test]
+    fn pop_into_takes_runs_across_the_wrap() {
+        let (mut p, mut c) = ring::<u64>(8, 0);
+        let mut out = [0u64; 5];
+        assert_eq!(c.pop_into(&mut out), 0);
+        let mut next_in = 0u64;
+        let mut next_out = 0u64;
+        // Positions move round the ring many times, so runs start everywhere and wrap.
+        for round in 0..50u8 {
+            for _ in 0..(1 + round % 8) {
+                if p.try_push(next_in).is_ok() {
+                    next_in += 1;
+                }
+            }
+            let n = c.pop_into(&mut out[..1 + (round % 5) as usize]);
+            for &v in &out[..n] {
+                assert_eq!(v, next_out);
+                next_out += 1;
+            }
+        }
+        while let Some(v) = c.try_pop() {
+            assert_eq!(v, next_out);
+            next_out += 1;
+        }
+        assert_eq!(next_out, next_in);
+    }
+
+    #[test]
+    fn two_threads_move_every_value_once_in_order_in_runs() {
+        let (mut p, mut c) = ring::<u64>(64, 0);
+        const N: u64 = 1_000_000;
+        let producer = std::thread::spawn(move || {
+            for i in 1..=N {
+                let mut v = i;
+                while let Err(back) = p.try_push(v) {
+                    v = back;
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let mut out = [0u64; 48];
+        let mut expected = 1u64;
+        while expected <= N {
+            let n = c.pop_into(&mut out);
+            for &v in &out[..n] {
+                assert_eq!(v, expected);
+                expected += 1;
+            }
+            if n == 0 {
+                std::hint::spin_loop();
+            }
+        }
+        producer.join().unwrap();
+        assert_eq!(c.pop_into(&mut out), 0);
     }
 }
