@@ -384,7 +384,7 @@ impl FileDevice {
 /// disk, without waiting. Failures are ignored: this is only a hint, and a real
 /// write-back failure is reported by the next `fdatasync`.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
+pub fn start_writeback(file: &File, offset: u64, len: u64) {
     let (Ok(offset), Ok(len)) = (
         libc::off64_t::try_from(offset),
         libc::off64_t::try_from(len),
@@ -400,7 +400,7 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
 
 /// Elsewhere there is no portable way to start writeback early; `sync` does it all.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+pub fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 impl Drop for FileDevice {
     /// Issues the gathered writes, so that the file holds everything written through

@@ -362,6 +362,7 @@ impl RequestEvent {
 }
 
 impl From<&Event> for RequestEvent {
+    #[inline]
     fn from(e: &Event) -> Self {
         Self {
             event_id: U64::new(e.event_id),

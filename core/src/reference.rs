@@ -13,6 +13,7 @@ use crate::event::{Event, EventType, OrderType, RequestEvent, Side};
 /// Fields that do not fit their on-disk width wrap, exactly as the C++ generator's
 /// casts do (`order_id` is a u32, so id `2^32 + 1` has `order_id = 1`).
 #[must_use]
+#[inline]
 pub fn reference_fields(i: u64) -> Event {
     let event_type = match i % 4 {
         0 => EventType::NewOrder,
@@ -43,6 +44,7 @@ pub fn reference_fields(i: u64) -> Event {
 
 /// Event `i` of the reference stream, laid out as on disk.
 #[must_use]
+#[inline]
 pub fn reference_event(i: u64) -> RequestEvent {
     RequestEvent::from(&reference_fields(i))
 }

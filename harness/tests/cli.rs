@@ -616,3 +616,55 @@ fn crashsim_reports_a_clean_run_as_json() {
     );
     assert_eq!(code(&fswal(&["crashsim", "--sector", "1000"])), 2);
 }
+
+#[test]
+fn a_short_bench_reports_every_figure_against_its_floor_and_cleans_up() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = fswal(&[
+        "bench",
+        "--json",
+        "--dir",
+        p(tmp.path()),
+        "--events",
+        "20000",
+        "--trials",
+        "1",
+        "--rate",
+        "200000",
+        "--latency-events",
+        "20000",
+        "--backends",
+        "file",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+    let positive = |x: &Value, what: &str| {
+        let f = x
+            .as_f64()
+            .unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+        assert!(f.is_finite() && f > 0.0, "{what} = {f}");
+    };
+    for floor in ["hash_all_cores_s", "hash_one_core_s", "write_s"] {
+        positive(&v["floors"][floor], floor);
+    }
+    positive(&v["record"]["ratio"], "record ratio");
+    assert_eq!(v["record"]["trials_s"].as_array().map(Vec::len), Some(1));
+    let verify = v["verify"].as_array().expect("verify figures");
+    assert_eq!(verify.len(), 4);
+    for figure in verify {
+        positive(&figure["ratio"], "verify ratio");
+    }
+    for figure in v["replay"].as_array().expect("replay figures") {
+        positive(&figure["ns_per_event"], "replay ns/event");
+    }
+    let hot = v["hot_path"].as_array().expect("hot path figures");
+    assert_eq!(hot.len(), 1);
+    assert_eq!(hot[0]["backend"], "file");
+    assert_eq!(hot[0]["paced"]["events"], 20_000);
+    positive(&hot[0]["paced"]["append"]["p99_9_ns"], "p99.9");
+    positive(&hot[0]["sustained_events_per_s"], "sustained rate");
+    // The benchmark's WALs and floor files are gone; the directory it was given stays.
+    let left: Vec<_> = fs::read_dir(tmp.path()).expect("list").collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(code(&fswal(&["bench", "--trials", "0"])), 2);
+}

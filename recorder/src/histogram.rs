@@ -173,27 +173,69 @@ impl Snapshot {
         self.sum.checked_div(self.count).unwrap_or(0)
     }
 
-    /// Cumulative counts at each bucket's upper edge that has values, for a Prometheus
-    /// histogram: `(le, count of values <= le)`.
+    /// Cumulative counts at the fixed export edges, for a Prometheus histogram:
+    /// `(le_ns, count of values <= le_ns)` for every edge of [`EXPORT_EDGES_LOG2`]
+    /// (`le_ns = 2^k - 1`).
+    ///
+    /// The edges are the same in every snapshot, so that every scrape exposes the
+    /// same series (`rate` and `histogram_quantile` need that), and each is the upper
+    /// edge of one of this histogram's buckets, so the counts are exact. Values above
+    /// the last edge count only in the total (`le="+Inf"`).
     #[must_use]
     pub fn cumulative(&self) -> Vec<(u64, u64)> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(EXPORT_EDGES_LOG2.clone().count());
         let mut seen = 0u64;
-        for (i, n) in self.buckets.iter().enumerate() {
-            if *n == 0 {
-                continue;
+        let mut bucket = 0usize;
+        for k in EXPORT_EDGES_LOG2 {
+            let edge_ns = (1u64 << k) - 1;
+            // Buckets are ordered, so each edge adds the buckets up to it.
+            while bucket < self.buckets.len() && bucket_low(bucket) <= edge_ns {
+                seen += self.buckets[bucket];
+                bucket += 1;
             }
-            seen += n;
-            let upper = bucket_low(i + 1).saturating_sub(1);
-            out.push((upper, seen));
+            out.push((edge_ns, seen));
         }
         out
     }
 }
 
+/// The exported bucket edges of [`Snapshot::cumulative`], as powers of two: from
+/// 2^4 - 1 = 15 ns to 2^36 - 1 ns (about 69 s), 33 edges.
+pub const EXPORT_EDGES_LOG2: std::ops::RangeInclusive<u32> = 4..=36;
+
+// Every export edge is a bucket's upper edge (`2^k - 1` closes the octave below `2^k`,
+// or is a linear bucket), and the largest is below the last tracked power of two.
+const _: () = assert!(*EXPORT_EDGES_LOG2.end() < TOP_BIT);
+const _: () = assert!(1 << *EXPORT_EDGES_LOG2.start() <= LINEAR_LIMIT);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn export_edges_are_fixed_and_exact() {
+        let h = Histogram::new();
+        for v in [0u64, 15, 16, 31, 32, 1000, 1023, 1024, 5_000_000, 1 << 37] {
+            h.record(v);
+        }
+        let empty = Histogram::new().snapshot().cumulative();
+        let full = h.snapshot().cumulative();
+        // The same edges whatever was recorded.
+        assert_eq!(
+            empty.iter().map(|e| e.0).collect::<Vec<_>>(),
+            full.iter().map(|e| e.0).collect::<Vec<_>>()
+        );
+        assert_eq!(full.len(), 33);
+        let at = |le: u64| full.iter().find(|e| e.0 == le).map(|e| e.1);
+        assert_eq!(at(15), Some(2));
+        assert_eq!(at(31), Some(4));
+        assert_eq!(at(1023), Some(7));
+        assert_eq!(at(2047), Some(8));
+        assert_eq!(at((1 << 23) - 1), Some(9));
+        // 2^37 ns is past the last edge: only the total counts it.
+        assert_eq!(full.last().map(|e| e.1), Some(9));
+        assert_eq!(h.snapshot().count, 10);
+    }
 
     #[test]
     fn buckets_are_ordered_and_tight() {

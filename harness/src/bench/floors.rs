@@ -6,7 +6,9 @@
 //!   verification needs), split evenly over the threads, reading the files through
 //!   fresh memory mappings: the least any verifier must do to check those bytes.
 //! - [`write_floor`]: one file as long as the WAL written sequentially in 1 MiB writes,
-//!   then `fdatasync`: the least any recorder must do to make those bytes durable.
+//!   then `fdatasync`, with and without starting each piece's writeback early (the
+//!   faster of the two is the floor): the least any recorder must do to make those
+//!   bytes durable.
 
 use std::fs::{self, File, OpenOptions};
 use std::hint::black_box;
@@ -14,6 +16,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use fswal_backends::file::start_writeback;
 use fswal_core::limits::{BLOCK_HEADER_SIZE_BYTES, BLOCK_SIZE_BYTES, block_offset_bytes, slots_in};
 use memmap2::Mmap;
 use xxhash_rust::xxh64::xxh64;
@@ -108,9 +111,23 @@ fn double_hash(map: &[u8], slot: u32) -> u64 {
     xxh64(events, 0) ^ xxh64(events, seed)
 }
 
+/// How a write-floor run writes its file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteFloorWay {
+    /// `write` in 1 MiB pieces, then one `fdatasync`: the disk starts when the
+    /// kernel's dirty-page writeback does, or at the `fdatasync`.
+    Plain,
+    /// The same, but each piece's writeback is started right after it is written
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that the disk works while the
+    /// next pieces are copied and the final `fdatasync` waits for less. A recorder may
+    /// do this too (fswal's file backend does), so a floor without it would not be
+    /// a floor.
+    WriteBehind,
+}
+
 /// One write-floor run in `dir`: the time to write `bytes` sequentially to a new file
-/// and `fdatasync` it. The file is removed afterwards.
-pub fn write_floor(dir: &Path, bytes: u64) -> io::Result<Duration> {
+/// the way `way` says, and `fdatasync` it. The file is removed afterwards.
+pub fn write_floor(dir: &Path, bytes: u64, way: WriteFloorWay) -> io::Result<Duration> {
     let path = dir.join(".fswal-bench-write-floor");
     let chunk = vec![0x5au8; WRITE_CHUNK_BYTES];
     let start = Instant::now();
@@ -119,11 +136,15 @@ pub fn write_floor(dir: &Path, bytes: u64) -> io::Result<Duration> {
         .create(true)
         .truncate(true)
         .open(&path)?;
-    let mut left = bytes;
-    while left > 0 {
-        let n = usize::try_from(left.min(WRITE_CHUNK_BYTES as u64)).unwrap_or(WRITE_CHUNK_BYTES);
+    let mut offset_bytes = 0u64;
+    while offset_bytes < bytes {
+        let n = usize::try_from((bytes - offset_bytes).min(WRITE_CHUNK_BYTES as u64))
+            .unwrap_or(WRITE_CHUNK_BYTES);
         file.write_all(&chunk[..n])?;
-        left -= n as u64;
+        if way == WriteFloorWay::WriteBehind {
+            start_writeback(&file, offset_bytes, n as u64);
+        }
+        offset_bytes += n as u64;
     }
     file.sync_data()?;
     drop(file);

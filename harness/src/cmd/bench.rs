@@ -4,7 +4,8 @@
 //!
 //! 1. **Record** (whole process): `fswal record --events N` into a fresh directory,
 //!    sealed and synced, against the *write floor*: one file of the same size written
-//!    sequentially and `fdatasync`ed in the same directory. Trials alternate.
+//!    sequentially and `fdatasync`ed in the same directory, the faster of plain writes
+//!    and writes that each start their own writeback. Trials alternate.
 //! 2. **Verify** (whole process): `fswal verify` of that WAL (file and mmap backends,
 //!    one worker and every core) against the *hash floor*: XXH64 over every block's
 //!    events twice (the two hashes verification needs) through fresh mappings of the
@@ -27,7 +28,7 @@ use clap::Args;
 use fswal_backends::dir::{DirStore, SegmentDir};
 use serde::Serialize;
 
-use crate::bench::floors::{hash_floor, segment_files, total_bytes, write_floor};
+use crate::bench::floors::{WriteFloorWay, hash_floor, segment_files, total_bytes, write_floor};
 use crate::bench::hotpath::{self, HotPathRun};
 use crate::bench::replay::{self as bench_replay, ReplayRun};
 use crate::bench::{median, remove_dir, time_fswal};
@@ -125,8 +126,14 @@ struct Floors {
     hash_one_core_s: f64,
     /// Bytes per second of event data hashed (twice) on every core.
     hash_all_cores_bytes_per_s: f64,
-    /// Sequential write + fdatasync of the WAL's size, median seconds.
+    /// Sequential write + fdatasync of the WAL's size, median seconds: the faster of
+    /// the two ways below.
     write_s: f64,
+    /// Plain `write`s, then `fdatasync`, median seconds.
+    write_plain_s: f64,
+    /// `write`s each followed by `sync_file_range(WRITE)`, then `fdatasync`, median
+    /// seconds.
+    write_behind_s: f64,
     /// Bytes per second of the write floor.
     write_bytes_per_s: f64,
 }
@@ -155,6 +162,16 @@ impl Progress {
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
+}
+
+/// One whole-process `fswal record --events EVENTS` into a fresh directory under
+/// `root` (removed afterwards); returns its seconds.
+fn time_record(root: &std::path::Path, trial: u32, events: &str) -> Result<f64, CliError> {
+    let dir = root.join(format!("record-{trial}"));
+    let dir_arg = dir.display().to_string();
+    let took = time_fswal(&["record", "--dir", &dir_arg, "--events", events])?;
+    remove_dir(&dir)?;
+    Ok(secs(took))
 }
 
 fn versus(what: String, trials: Vec<f64>, floor_s: f64, target_ratio: Option<f64>) -> Versus {
@@ -198,24 +215,40 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
     let files = segment_files(&wal).map_err(|e| CliError::new(format!("{wal_arg}: {e}")))?;
     let wal_bytes = total_bytes(&files).map_err(|e| CliError::new(format!("{wal_arg}: {e}")))?;
     let mut record_s = Vec::new();
-    let mut write_s = Vec::new();
+    let mut write_plain_s = Vec::new();
+    let mut write_behind_s = Vec::new();
     for trial in 1..=args.trials {
-        let floor = write_floor(root, wal_bytes)
-            .map_err(|e| CliError::new(format!("{}: {e}", root.display())))?;
-        write_s.push(secs(floor));
-        let dir = root.join(format!("record-{trial}"));
-        let dir_arg = dir.display().to_string();
-        let took = time_fswal(&["record", "--dir", &dir_arg, "--events", &events])?;
-        remove_dir(&dir)?;
-        record_s.push(secs(took));
+        let floor = |way| {
+            write_floor(root, wal_bytes, way)
+                .map(secs)
+                .map_err(|e| CliError::new(format!("{}: {e}", root.display())))
+        };
+        // The two ways of writing alternate which goes first, and both run before
+        // the recording on odd trials and after it on even ones.
+        let record_first = trial % 2 == 0;
+        let mut took = 0.0;
+        if record_first {
+            took = time_record(root, trial, &events)?;
+        }
+        if trial % 2 == 1 {
+            write_plain_s.push(floor(WriteFloorWay::Plain)?);
+            write_behind_s.push(floor(WriteFloorWay::WriteBehind)?);
+        } else {
+            write_behind_s.push(floor(WriteFloorWay::WriteBehind)?);
+            write_plain_s.push(floor(WriteFloorWay::Plain)?);
+        }
+        if !record_first {
+            took = time_record(root, trial, &events)?;
+        }
+        record_s.push(took);
         progress.say(&format!(
-            "record {trial}/{}: {:.3} s, write floor {:.3} s",
+            "record {trial}/{}: {took:.3} s, write floor {:.3} s plain, {:.3} s write-behind",
             args.trials,
-            secs(took),
-            secs(floor)
+            write_plain_s.last().copied().unwrap_or(0.0),
+            write_behind_s.last().copied().unwrap_or(0.0),
         ));
     }
-    let write_floor_s = median(&write_s);
+    let write_floor_s = median(&write_plain_s).min(median(&write_behind_s));
     let record = versus(
         format!("fswal record --events {}", args.events),
         record_s,
@@ -264,6 +297,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
         hash_one_core_s: median(&hash_one),
         hash_all_cores_bytes_per_s: wal_bytes as f64 / median(&hash_all),
         write_s: write_floor_s,
+        write_plain_s: median(&write_plain_s),
+        write_behind_s: median(&write_behind_s),
         write_bytes_per_s: wal_bytes as f64 / write_floor_s,
     };
     let verify: Vec<Versus> = configs
@@ -415,9 +450,12 @@ fn write_text(out: &mut impl Write, r: &Report, args: &BenchArgs) -> std::io::Re
     )?;
     writeln!(
         out,
-        "  write + fdatasync, same directory    {:>9.1} ms  {:>8.0} MiB/s",
+        "  write + fdatasync, same directory    {:>9.1} ms  {:>8.0} MiB/s  \
+         (plain {:.1} ms, write-behind {:.1} ms)",
         f.write_s * 1e3,
-        mib(f.write_bytes_per_s)
+        mib(f.write_bytes_per_s),
+        f.write_plain_s * 1e3,
+        f.write_behind_s * 1e3
     )?;
     writeln!(out, "\nwhole process (ratio to floor; target)")?;
     for v in std::iter::once(&r.record).chain(&r.verify) {

@@ -20,7 +20,7 @@ use fswal_core::limits::BLOCK_EVENTS_MAX;
 use fswal_core::limits::{SEGMENT_BLOCKS_DEFAULT, SEGMENT_BLOCKS_MAX, SEGMENT_BLOCKS_MIN};
 use fswal_core::reference::reference_event;
 use fswal_core::writer::{ClearedTail, OpenScan, Retention};
-use fswal_core::{RequestEvent, WalWriter, WriterConfig};
+use fswal_core::{WalWriter, WriterConfig};
 
 use crate::clock::wall_clock_ns;
 use crate::error::CliError;
@@ -209,7 +209,8 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
     };
     // Events go in by the block: generated into a buffer, appended as one batch (the
     // writer copies runs, not single events), cut where `--sync-every` syncs.
-    let mut batch: Vec<RequestEvent> = Vec::with_capacity(BLOCK_EVENTS_MAX);
+    // Filled before each use; event 0 is only a placeholder.
+    let mut batch = [reference_event(0); BLOCK_EVENTS_MAX];
     let mut appended = 0u64;
     // Each pass appends at least one event; `--events 0` makes none.
     while appended < args.events {
@@ -218,10 +219,14 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
             len = len.min(k - appended % k);
         }
         let first = start_id + appended;
-        batch.clear();
-        batch.extend((first..first + len).map(reference_event));
+        // `len <= BLOCK_EVENTS_MAX`, so it fits the buffer and a usize.
+        let run = &mut batch[..usize::try_from(len).unwrap_or(BLOCK_EVENTS_MAX)];
+        // Each event is built in its slot: no per-event copy through the stack.
+        for (slot, id) in run.iter_mut().zip(first..) {
+            *slot = reference_event(id);
+        }
         let durable_before = writer.durable_event_id();
-        writer.append_batch(&batch).map_err(|e| match e {
+        writer.append_batch(run).map_err(|e| match e {
             fswal_core::Error::EventIdNotIncreasing { last_event_id, .. } => CliError::new(format!(
                 "{}: {e} (the WAL already holds events through {last_event_id}; use --start-id {} or --resume)",
                 args.dir.as_deref().or(args.device.as_deref()).map(|p| p.display().to_string()).unwrap_or_default(),
