@@ -618,6 +618,61 @@ pub fn piece_bytes<'a, D: BlockDevice>(device: &'a D, piece: &Piece) -> Option<&
     device.mapped_bytes()?.get(start..end)
 }
 
+/// Checks `piece` reading `buffer.len()` slots at a time into `buffer`.
+///
+/// For readers that copy (positioned reads): a buffer that fits the core's cache keeps
+/// what was just read there for the checksums, where reading a whole piece first
+/// would push its start out before it is hashed. An empty buffer cannot make progress
+/// and reports the piece as unusual.
+pub fn check_piece_in_chunks<D: BlockDevice>(
+    device: &mut D,
+    piece: &Piece,
+    seed_chain: u64,
+    buffer: &mut [Block],
+) -> Result<Result<PieceReport, Unusual>, D::Error> {
+    let here = Unusual::slot(piece.segment, piece.slots.start);
+    let range = piece.byte_range();
+    let Ok(chunk_bytes) = u64::try_from(buffer.len() * BLOCK_SIZE_BYTES) else {
+        return Ok(Err(here));
+    };
+    if chunk_bytes == 0 {
+        return Ok(Err(here));
+    }
+    let mut check = PieceCheck::new(piece, seed_chain);
+    let mut offset_bytes = range.start;
+    // Bounded: each pass moves at least one byte (`chunk_bytes > 0`) through a piece
+    // of at most `PIECE_BLOCKS` slots.
+    while offset_bytes < range.end {
+        let take = (range.end - offset_bytes).min(chunk_bytes);
+        let Some(bytes) = usize::try_from(take)
+            .ok()
+            .and_then(|n| buffer.as_mut_bytes().get_mut(..n))
+        else {
+            return Ok(Err(here));
+        };
+        device.read_exact_at(offset_bytes, bytes)?;
+        // Whole slots are whole blocks of the buffer; only a segment's partial last
+        // slot is shorter.
+        let whole = bytes.len() / BLOCK_SIZE_BYTES;
+        let rest = bytes.len() % BLOCK_SIZE_BYTES;
+        let (full, tail) = buffer.split_at(whole);
+        for block in full {
+            if let Err(unusual) = check.push_block(block) {
+                return Ok(Err(unusual));
+            }
+        }
+        if rest > 0 {
+            let partial = tail.first().and_then(|b| b.as_bytes().get(..rest));
+            let pushed = partial.map_or(Err(here), |p| check.push_partial(p));
+            if let Err(unusual) = pushed {
+                return Ok(Err(unusual));
+            }
+        }
+        offset_bytes += take;
+    }
+    Ok(check.finish())
+}
+
 /// Checks `piece` reading one slot at a time into `scratch`.
 pub fn check_piece_by_reads<D: BlockDevice>(
     device: &mut D,
@@ -625,25 +680,7 @@ pub fn check_piece_by_reads<D: BlockDevice>(
     seed_chain: u64,
     scratch: &mut Block,
 ) -> Result<Result<PieceReport, Unusual>, D::Error> {
-    let mut check = PieceCheck::new(piece, seed_chain);
-    for slot in piece.slots.clone() {
-        let present = slot_bytes_present(piece.len_bytes, slot);
-        let offset = block_offset_bytes(slot);
-        let pushed = if present == BLOCK_SIZE_BYTES {
-            device.read_exact_at(offset, scratch.as_mut_bytes())?;
-            check.push_block(scratch)
-        } else {
-            let Some(head) = scratch.as_mut_bytes().get_mut(..present) else {
-                return Ok(Err(Unusual::slot(piece.segment, slot)));
-            };
-            device.read_exact_at(offset, head)?;
-            check.push_partial(head)
-        };
-        if let Err(unusual) = pushed {
-            return Ok(Err(unusual));
-        }
-    }
-    Ok(check.finish())
+    check_piece_in_chunks(device, piece, seed_chain, core::slice::from_mut(scratch))
 }
 
 #[cfg(test)]
@@ -791,6 +828,61 @@ mod tests {
                     assert_sound(&mut store, piece_blocks),
                     "{events} events, {blocks} blocks, close {close}, pieces {piece_blocks}"
                 );
+            }
+        }
+    }
+
+    /// Every piece of every segment of `store`, checked with buffers of several sizes:
+    /// the reports must not depend on how the piece was read.
+    fn chunk_sizes_agree(store: &mut MemStore, piece_blocks: u32) {
+        let Some((first, last)) = store.segment_range().unwrap() else {
+            return;
+        };
+        let mut buffer = Vec::new();
+        buffer.resize(PIECE_BLOCKS as usize + 1, Block::EMPTY);
+        for index in first..=last {
+            let mut device = store.open_segment(index).unwrap().unwrap();
+            let Ok(plan) = plan_segment(&mut device, index).unwrap() else {
+                continue;
+            };
+            for piece in plan.pieces(piece_blocks) {
+                let seed = read_seed(&mut device, &piece).unwrap();
+                let one = check_piece_in_chunks(&mut device, &piece, seed, &mut buffer[..1]);
+                for blocks in [2, 3, 16, PIECE_BLOCKS as usize + 1] {
+                    let other =
+                        check_piece_in_chunks(&mut device, &piece, seed, &mut buffer[..blocks]);
+                    assert_eq!(
+                        other, one,
+                        "segment {index}, piece {piece:?}, {blocks} blocks"
+                    );
+                }
+                assert_eq!(
+                    check_piece_in_chunks(&mut device, &piece, seed, &mut []).unwrap(),
+                    Err(Unusual::slot(index, piece.slots.start))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reading_in_chunks_of_any_size_reports_the_same() {
+        for (events, close) in [(1, false), (16 * 256, true), (40 * 256 + 17, false)] {
+            for piece_blocks in [1, 7, PIECE_BLOCKS] {
+                let mut store = reference_log(events, 16, close);
+                chunk_sizes_agree(&mut store, piece_blocks);
+                // With a flipped bit in the middle of the first segment.
+                store.with_bytes_mut(0, |bytes| {
+                    let middle = bytes.len() / 2;
+                    bytes[middle] ^= 0x10;
+                });
+                chunk_sizes_agree(&mut store, piece_blocks);
+                // With the last segment cut inside a slot (a partial last slot).
+                let last = store.indices().last().copied().unwrap();
+                let len = store.image(last).unwrap().len() as u64;
+                if len > 2000 {
+                    store.set_len(last, len - 1000).unwrap().unwrap();
+                    chunk_sizes_agree(&mut store, piece_blocks);
+                }
             }
         }
     }

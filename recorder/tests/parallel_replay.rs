@@ -146,3 +146,24 @@ fn directories_through_the_file_and_mmap_backends() {
     let mut mapped = SegmentDir::<MmapDevice>::open_read_only(dir.path()).unwrap();
     assert!(agree(&mut mapped, 2, 7));
 }
+
+#[test]
+fn whole_pieces_read_in_chunks_from_files_agree_even_when_damaged() {
+    // Segments of 600 blocks, pieces of 256: the file backend reads each piece in
+    // several chunks (the mmap one sees it in place).
+    let dir = tempfile::tempdir().unwrap();
+    let store = SegmentDir::<FileDevice>::open_for_append(dir.path()).unwrap();
+    drop(write(store, 200_000, 600, true));
+    let mut file = SegmentDir::<FileDevice>::open_read_only(dir.path()).unwrap();
+    assert!(agree(&mut file, 2, 256));
+    // One flipped event byte in block 300 of the first segment (in the second chunk of
+    // its second piece): both ways must stop at the same place.
+    let path = dir.path().join("FS.00000000.wal");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[64 + 300 * 16448 + 5000] ^= 0x08;
+    std::fs::write(&path, &bytes).unwrap();
+    let mut file = SegmentDir::<FileDevice>::open_read_only(dir.path()).unwrap();
+    assert!(!agree(&mut file, 2, 256));
+    let mut mapped = SegmentDir::<MmapDevice>::open_read_only(dir.path()).unwrap();
+    assert!(!agree(&mut mapped, 2, 256));
+}
