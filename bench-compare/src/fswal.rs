@@ -3,22 +3,15 @@
 //! [`WalWriter::close`] (seal and sync) as the one durability call.
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use fswal_backends::dir::DirStore;
+use fswal_core::writer::wall_clock_ns;
 use fswal_core::{Mode, Replay, RequestEvent, Status, WalWriter, WriterConfig};
 use fswal_recorder::ParallelReplay;
 use zerocopy::IntoBytes;
 
 use crate::common::{Context, Digest, Result, Written, fail};
-
-/// Nanoseconds since the Unix epoch: the clock that stamps segment headers, as the
-/// `fswal` tool's.
-fn wall_clock_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
 
 /// Workload 1: opens a new log in `dir`, appends `records` (one `append` call per
 /// record, or one `append_batch` call per `batch` records), then closes it, which

@@ -48,6 +48,17 @@ impl<F: FnMut() -> u64> Clock for F {
     }
 }
 
+/// The wall clock, on hosts with the standard library: nanoseconds since the Unix
+/// epoch; 0 if the clock is before it, `u64::MAX` after the year 2554. It stamps
+/// segment headers (`created_ts_ns`, `closed_ts_ns`) when passed as the [`Clock`].
+#[cfg(any(test, feature = "std"))]
+#[must_use]
+pub fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// Writes the blocks and the header of one segment.
 pub struct SegmentWriter<D> {
     device: D,

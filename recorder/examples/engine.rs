@@ -12,10 +12,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use fswal_backends::dir::DirStore;
 use fswal_core::reference::reference_event;
+use fswal_core::writer::wall_clock_ns;
 use fswal_recorder::{Recorder, RecorderConfig};
 
 /// What the command line asked for.
@@ -47,13 +48,6 @@ fn parse() -> Result<Options, String> {
         }
     }
     Ok(options)
-}
-
-/// The clock that stamps segment headers: nanoseconds since the Unix epoch.
-fn wall_clock_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn run(options: &Options) -> Result<(), String> {

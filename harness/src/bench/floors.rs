@@ -18,28 +18,25 @@ use std::time::{Duration, Instant};
 
 use fswal_backends::file::start_writeback;
 use fswal_core::limits::{BLOCK_HEADER_SIZE_BYTES, BLOCK_SIZE_BYTES, block_offset_bytes, slots_in};
+use fswal_core::parallel::seed_from_header;
+use fswal_core::store::parse_segment_file_name;
 use memmap2::Mmap;
 use xxhash_rust::xxh64::xxh64;
-
-/// Where a block header keeps the chained checksum (FORMAT-v1.md; `block_header.rs`).
-const CHAINED_OFFSET_BYTES: usize = 24;
 
 /// Bytes per write of the write floor.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
-/// The segment files of the WAL directory `dir` (`FS.*.wal`), in name order.
+/// The segment files of the WAL directory `dir` (`FS.%08u.wal`), in index order.
 pub fn segment_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)?
+    let mut files: Vec<(u32, PathBuf)> = fs::read_dir(dir)?
         .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("FS.") && n.ends_with(".wal"))
+        .filter_map(|e| {
+            let index = parse_segment_file_name(e.file_name().to_str()?)?;
+            Some((index, e.path()))
         })
         .collect();
-    files.sort();
-    Ok(files)
+    files.sort_unstable_by_key(|(index, _)| *index);
+    Ok(files.into_iter().map(|(_, path)| path).collect())
 }
 
 /// Total bytes of `files`.
@@ -105,9 +102,9 @@ fn double_hash(map: &[u8], slot: u32) -> u64 {
     let seed = slot
         .checked_sub(1)
         .and_then(|prev| usize::try_from(block_offset_bytes(prev)).ok())
-        .and_then(|p| map.get(p + CHAINED_OFFSET_BYTES..p + CHAINED_OFFSET_BYTES + 8))
+        .and_then(|p| map.get(p..p + BLOCK_HEADER_SIZE_BYTES))
         .and_then(|b| b.try_into().ok())
-        .map_or(0, u64::from_le_bytes);
+        .map_or(0, seed_from_header);
     xxh64(events, 0) ^ xxh64(events, seed)
 }
 

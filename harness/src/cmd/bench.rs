@@ -223,22 +223,25 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
                 .map(secs)
                 .map_err(|e| CliError::new(format!("{}: {e}", root.display())))
         };
-        // The two ways of writing alternate which goes first, and both run before
-        // the recording on odd trials and after it on even ones.
-        let record_first = trial % 2 == 0;
+        // The recording and the two ways of writing alternate their order: plain,
+        // write-behind, record on odd trials; the reverse on even ones.
+        let mut steps = [
+            Some(WriteFloorWay::Plain),
+            Some(WriteFloorWay::WriteBehind),
+            None,
+        ];
+        if trial % 2 == 0 {
+            steps.reverse();
+        }
         let mut took = 0.0;
-        if record_first {
-            took = time_record(root, trial, &events)?;
-        }
-        if trial % 2 == 1 {
-            write_plain_s.push(floor(WriteFloorWay::Plain)?);
-            write_behind_s.push(floor(WriteFloorWay::WriteBehind)?);
-        } else {
-            write_behind_s.push(floor(WriteFloorWay::WriteBehind)?);
-            write_plain_s.push(floor(WriteFloorWay::Plain)?);
-        }
-        if !record_first {
-            took = time_record(root, trial, &events)?;
+        for step in steps {
+            match step {
+                Some(WriteFloorWay::Plain) => write_plain_s.push(floor(WriteFloorWay::Plain)?),
+                Some(WriteFloorWay::WriteBehind) => {
+                    write_behind_s.push(floor(WriteFloorWay::WriteBehind)?);
+                }
+                None => took = time_record(root, trial, &events)?,
+            }
         }
         record_s.push(took);
         progress.say(&format!(
