@@ -12,7 +12,9 @@
 //!
 //! Only regular files (symbolic links followed) named exactly `FS.` + 8 digits +
 //! `.wal` are segments; everything else in the directory (temporary files of a crashed
-//! creation, preserved torn tails, the lock file, notes) is ignored.
+//! creation, the lock file, notes) is ignored. Torn-tail copies that earlier versions
+//! of fswal made (`FS.%08u.wal.torn-<offset>`) are listed by [`SegmentDir::torn_copies`]
+//! and removed with their segment.
 //!
 //! Durability: a segment is created under a temporary name, fully allocated, written
 //! and synced, then renamed to its name, and the directory is synced. A crash leaves
@@ -58,9 +60,9 @@ pub const MARK_FILE_NAME: &str = "fswal.mark";
 /// Bytes in the sync mark file: one page, so that a rewrite is one sector write.
 const MARK_FILE_BYTES: u64 = 4096;
 
-/// The most side files that [`SegmentStore::preserve`] makes for one segment and
-/// offset (`.torn-<offset>`, then `.1` to this number), before it gives up.
-pub const PRESERVE_COPIES_MAX: u32 = 1000;
+/// The suffix that starts the name of a torn-tail copy (see [`TornCopy`]), after the
+/// segment's file name.
+pub const TORN_COPY_INFIX: &str = ".torn-";
 
 /// How many times `flock` is retried when a signal interrupts it.
 const LOCK_ATTEMPTS_MAX: u32 = 64;
@@ -97,6 +99,9 @@ pub struct SegmentDir<D> {
     write_thread: bool,
     /// The sync mark file, kept open once written: it is rewritten after every sync.
     mark: Option<File>,
+    /// The segments that have torn-tail copies, listed once on the first removal (so
+    /// that retention does not list the directory at every rotation).
+    torn_segments: Option<std::collections::BTreeSet<u32>>,
     /// The device kind of the segments: a type only, no value.
     device: PhantomData<fn() -> D>,
 }
@@ -129,6 +134,37 @@ impl DirPreparer {
         FileDevice::create_preallocated(&tmp, size_bytes, &[])?;
         fs::rename(&tmp, &path).map_err(|e| FileError::new("rename", tmp.as_path(), None, e))
     }
+}
+
+/// A copy of torn-tail bytes that an earlier version of fswal's recovery made before
+/// clearing them: the side file `FS.<segment>.wal.torn-<offset, 12 digits>` (or that
+/// name with `.1`, `.2`, ...). Recovery no longer makes them (it seals the segment at
+/// its last valid block and leaves the slots after it in place), but the copies that
+/// exist are listed, exported and released by `fswal preserved`, and removed with
+/// their segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornCopy {
+    /// The side file.
+    pub path: PathBuf,
+    /// The segment the bytes came from.
+    pub segment: u32,
+    /// Where in that segment.
+    pub offset_bytes: u64,
+    /// How many bytes the copy holds.
+    pub len_bytes: u64,
+}
+
+/// The segment and offset in the name of a torn-tail copy, or `None` for any other name.
+fn parse_torn_copy_name(name: &str) -> Option<(u32, u64)> {
+    let at = name.find(TORN_COPY_INFIX)?;
+    let segment = parse_segment_file_name(name.get(..at)?)?;
+    let rest = name.get(at + TORN_COPY_INFIX.len()..)?;
+    let (offset, copy) = rest.split_once('.').unwrap_or((rest, ""));
+    let numbered = copy.is_empty() || copy.bytes().all(|b| b.is_ascii_digit());
+    if offset.len() != 12 || !offset.bytes().all(|b| b.is_ascii_digit()) || !numbered {
+        return None;
+    }
+    Some((segment, offset.parse().ok()?))
 }
 
 /// A segment of a WAL directory: its file as written (`FS.%08u.wal`), opened as a
@@ -252,6 +288,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             prepare_ahead: true,
             write_thread: false,
             mark: None,
+            torn_segments: None,
             device: PhantomData,
         })
     }
@@ -281,6 +318,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             prepare_ahead: true,
             write_thread: false,
             mark: None,
+            torn_segments: None,
             device: PhantomData,
         })
     }
@@ -318,6 +356,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             prepare_ahead: true,
             write_thread: false,
             mark: None,
+            torn_segments: None,
             device: PhantomData,
         })
     }
@@ -507,7 +546,93 @@ impl<D: SegmentFile> SegmentDir<D> {
         sync_dir(&self.path)
     }
 
-    /// Whether segments may be created and tails preserved.
+    /// The torn-tail copies in the directory (see [`TornCopy`]), by segment and offset.
+    pub fn torn_copies(&self) -> Result<Vec<TornCopy>, FileError> {
+        if matches!(self.access, Access::Single { .. }) {
+            return Ok(Vec::new());
+        }
+        let entries = fs::read_dir(&self.path)
+            .map_err(|e| FileError::new("list", self.path.as_path(), None, e))?;
+        let mut copies = Vec::new();
+        // Bounded by the directory's entries.
+        for entry in entries {
+            let entry = entry.map_err(|e| FileError::new("list", self.path.as_path(), None, e))?;
+            let Some((segment, offset_bytes)) =
+                entry.file_name().to_str().and_then(parse_torn_copy_name)
+            else {
+                continue;
+            };
+            let path = entry.path();
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_file() => copies.push(TornCopy {
+                    path,
+                    segment,
+                    offset_bytes,
+                    len_bytes: m.len(),
+                }),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(FileError::new("stat", path, None, e)),
+            }
+        }
+        copies.sort_by(|a, b| {
+            (a.segment, a.offset_bytes, &a.path).cmp(&(b.segment, b.offset_bytes, &b.path))
+        });
+        Ok(copies)
+    }
+
+    /// Removes the torn-tail copy `copy` durably (the directory synced after).
+    pub fn release_torn_copy(&mut self, copy: &TornCopy) -> Result<(), FileError> {
+        if !self.is_writable() {
+            return Err(self.read_only_error("release", &copy.path, None));
+        }
+        if copy.path.parent() != Some(self.path.as_path()) {
+            return Err(FileError::custom(
+                "release",
+                copy.path.as_path(),
+                None,
+                io::ErrorKind::InvalidInput,
+                "not a torn-tail copy of this WAL directory",
+            ));
+        }
+        match fs::remove_file(&copy.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(FileError::new("remove", copy.path.as_path(), None, e)),
+        }
+        sync_dir(&self.path)
+    }
+
+    /// Removes the torn-tail copies of segment `index`, which is being removed: they
+    /// were copies of its slots, which go with it. The directory is listed once per
+    /// store, on the first call; the caller syncs the directory after.
+    fn remove_torn_copies_of(&mut self, index: u32) -> Result<(), FileError> {
+        if self.torn_segments.is_none() {
+            let listed = self.torn_copies()?.iter().map(|c| c.segment).collect();
+            self.torn_segments = Some(listed);
+        }
+        let has_copies = self
+            .torn_segments
+            .as_mut()
+            .is_some_and(|segments| segments.remove(&index));
+        if !has_copies {
+            return Ok(());
+        }
+        for copy in self
+            .torn_copies()?
+            .into_iter()
+            .filter(|c| c.segment == index)
+        {
+            match fs::remove_file(&copy.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(FileError::new("remove", copy.path, None, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether segments may be created and removed.
     fn is_writable(&self) -> bool {
         matches!(self.access, Access::Append { .. })
     }
@@ -694,53 +819,21 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
         Ok(DirSegment::Raw(device))
     }
 
-    /// Writes `bytes` to a new side file `FS.<index>.wal.torn-<offset, 12 digits>` (or
-    /// that name with `.1`, `.2`, ... when it exists) and makes it and its name
-    /// durable before returning.
-    fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), FileError> {
-        let segment_path = self.named_segment_path("preserve", index)?;
+    /// Syncs the directory (its entries: segments created, renamed or removed by a
+    /// process that crashed before syncing it), the checkpoint file and the sync mark.
+    fn sync_metadata(&mut self) -> Result<(), FileError> {
         if !self.is_writable() {
-            return Err(self.read_only_error("preserve", &segment_path, Some(offset_bytes)));
+            return Err(self.read_only_error("sync", &self.path, None));
         }
-        let mut base = segment_path.into_os_string();
-        base.push(format!(".torn-{offset_bytes:012}"));
-        let mut made: Option<(File, PathBuf)> = None;
-        for copy in 0..=PRESERVE_COPIES_MAX {
-            let mut name = base.clone();
-            if copy > 0 {
-                name.push(format!(".{copy}"));
+        for name in [CHECKPOINT_FILE_NAME, MARK_FILE_NAME] {
+            let path = self.path.join(name);
+            match File::open(&path) {
+                Ok(file) => file
+                    .sync_all()
+                    .map_err(|e| FileError::new("sync", path.as_path(), None, e))?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(FileError::new("open", path, None, e)),
             }
-            let path = PathBuf::from(name);
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => {
-                    made = Some((file, path));
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(FileError::new("preserve", path, Some(offset_bytes), e)),
-            }
-        }
-        let Some((mut file, path)) = made else {
-            return Err(FileError::custom(
-                "preserve",
-                PathBuf::from(base),
-                Some(offset_bytes),
-                io::ErrorKind::AlreadyExists,
-                format!("{PRESERVE_COPIES_MAX} preserved copies already exist"),
-            ));
-        };
-        let written = file
-            .write_all(bytes)
-            .map_err(|e| FileError::new("preserve", path.as_path(), Some(offset_bytes), e))
-            .and_then(|()| {
-                file.sync_all()
-                    .map_err(|e| FileError::new("sync", path.as_path(), None, e))
-            });
-        if let Err(e) = written {
-            // Best effort: a partial copy must not pass for a complete one.
-            drop(file);
-            let _ = fs::remove_file(&path);
-            return Err(e);
         }
         sync_dir(&self.path)
     }
@@ -750,6 +843,7 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
         if !self.is_writable() {
             return Err(self.read_only_error("remove", &path, None));
         }
+        self.remove_torn_copies_of(index)?;
         let mut removed = false;
         for file in [with_suffix(&path, COMPRESSED_SUFFIX), path] {
             match fs::remove_file(&file) {
@@ -1102,15 +1196,14 @@ mod tests {
     }
 
     #[test]
-    fn read_only_stores_refuse_to_create_or_preserve() {
+    fn read_only_stores_refuse_to_create_or_sync() {
         let tmp = tempfile::tempdir().unwrap();
         let mut store = DirStore::open_read_only(tmp.path()).unwrap();
         let e = store.create_segment(0, 4096, b"").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
         assert!(e.to_string().contains("FS.00000000.wal"), "{e}");
-        let e = store.preserve(0, 64, b"torn").unwrap_err();
+        let e = store.sync_metadata().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
-        assert!(e.to_string().contains("at offset 64"), "{e}");
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
 
         let file = tmp.path().join("FS.00000002.wal");
@@ -1118,7 +1211,7 @@ mod tests {
         let mut single = DirStore::single_segment(&file).unwrap();
         let e = single.create_segment(3, 4096, b"").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
-        let e = single.preserve(2, 0, b"x").unwrap_err();
+        let e = single.sync_metadata().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
     }
 
@@ -1143,22 +1236,43 @@ mod tests {
     }
 
     #[test]
-    fn preserve_writes_a_durable_side_file_with_the_exact_bytes() {
+    fn torn_copies_are_listed_released_and_removed_with_their_segment() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut store = DirStore::open_for_append(tmp.path()).unwrap();
+        let dir = tmp.path();
+        let mut store = DirStore::open_for_append(dir).unwrap();
+        for i in 0..3 {
+            store.create_segment(i, 4096, b"FS").unwrap();
+        }
         let torn: Vec<u8> = (0..=255u8).cycle().take(16_448).collect();
-        store.preserve(3, 16_512, &torn).unwrap();
-        let side = tmp.path().join("FS.00000003.wal.torn-000000016512");
-        assert_eq!(fs::read(&side).unwrap(), torn);
-        // The same place again gets a numbered copy; the first is untouched.
-        store.preserve(3, 16_512, b"second").unwrap();
-        assert_eq!(fs::read(&side).unwrap(), torn);
-        assert_eq!(
-            fs::read(tmp.path().join("FS.00000003.wal.torn-000000016512.1")).unwrap(),
-            b"second"
-        );
+        touch(&dir.join("FS.00000001.wal.torn-000000016512"), &torn);
+        touch(&dir.join("FS.00000001.wal.torn-000000016512.1"), b"second");
+        touch(&dir.join("FS.00000002.wal.torn-000000000064"), b"two");
+        // Decoys: not the pattern.
+        touch(&dir.join("FS.00000002.wal.torn-64"), b"");
+        touch(&dir.join("FS.00000002.wal.torn-000000000064.x"), b"");
+        let copies = store.torn_copies().unwrap();
+        let seen: Vec<(u32, u64, u64)> = copies
+            .iter()
+            .map(|c| (c.segment, c.offset_bytes, c.len_bytes))
+            .collect();
+        assert_eq!(seen, [(1, 16_512, 16_448), (1, 16_512, 6), (2, 64, 3)]);
         // Side files are not segments.
-        assert_eq!(store.segment_range().unwrap(), None);
+        assert_eq!(store.segment_range().unwrap(), Some((0, 2)));
+        // Released one by one, or with their segment.
+        store.release_torn_copy(&copies[2]).unwrap();
+        assert!(!copies[2].path.exists());
+        store.remove_segment(1).unwrap();
+        assert!(!copies[0].path.exists() && !copies[1].path.exists());
+        assert!(store.torn_copies().unwrap().is_empty());
+        assert!(dir.join("FS.00000002.wal.torn-64").exists(), "not a copy");
+        // A reader lists them and releases nothing.
+        let mut reader = DirStore::open_read_only(dir).unwrap();
+        touch(&dir.join("FS.00000002.wal.torn-000000000128"), b"x");
+        let listed = reader.torn_copies().unwrap();
+        assert_eq!(listed.len(), 1);
+        let e = reader.release_torn_copy(&listed[0]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert!(parse_torn_copy_name("notes.torn-000000000064").is_none());
     }
 
     #[test]
@@ -1206,7 +1320,7 @@ mod tests {
         let (mut writer, recovery) =
             WalWriter::open(store, || 1u64, WriterConfig::with_blocks(16)).unwrap();
         assert_eq!(recovery.summary.status, Status::Ok);
-        assert_eq!(recovery.cleared, None);
+        assert_eq!(recovery.sealed_tail, None);
         for i in 1..=REFERENCE_EVENTS {
             writer.append(&reference_event(i)).unwrap();
         }

@@ -128,8 +128,12 @@ pub struct FileDevice {
     pending: Vec<u8>,
     pending_offset_bytes: u64,
     /// Issues the gathered writes while the caller goes on, when turned on (see
-    /// [`FileDevice::set_write_thread`]).
+    /// [`FileDevice::set_write_thread`]); started at the first write that needs it.
     thread: Option<WriteThread>,
+    /// Whether writes go through a write thread (started lazily, so that a device
+    /// opened only to be read or synced, as recovery opens every segment, costs no
+    /// thread).
+    thread_wanted: bool,
     /// A write that failed, out of sight of the call that asked for it: every later
     /// write and sync fails with it.
     failed: Option<(u64, io::ErrorKind, std::string::String)>,
@@ -273,6 +277,7 @@ impl FileDevice {
             pending: Vec::new(),
             pending_offset_bytes: 0,
             thread: None,
+            thread_wanted: false,
             failed: None,
         })
     }
@@ -284,17 +289,29 @@ impl FileDevice {
     /// syncs wait for everything handed over first, so what they see and what they make
     /// durable is the same either way. A write that fails on the thread fails the next
     /// write or sync, and every one after it.
+    ///
+    /// The thread starts with the first write it would issue, not here: a device that
+    /// is only read or synced never starts one.
     pub fn set_write_thread(&mut self, on: bool) -> Result<(), FileError> {
-        if on && self.thread.is_none() && self.writable {
-            let thread = WriteThread::start(&self.file)
-                .map_err(|e| self.error("start write thread", None, e))?;
-            self.thread = Some(thread);
-        } else if !on && self.thread.is_some() {
+        if on {
+            self.thread_wanted = self.writable;
+        } else {
             self.flush_pending()?;
             self.drain()?;
             self.thread = None;
+            self.thread_wanted = false;
         }
         Ok(())
+    }
+
+    /// The write thread, started now if writes are to go through one.
+    fn write_thread(&mut self) -> Result<Option<&mut WriteThread>, FileError> {
+        if self.thread_wanted && self.thread.is_none() {
+            let thread = WriteThread::start(&self.file)
+                .map_err(|e| self.error("start write thread", None, e))?;
+            self.thread = Some(thread);
+        }
+        Ok(self.thread.as_mut())
     }
 
     /// The error of an earlier failed write, again.
@@ -331,9 +348,17 @@ impl FileDevice {
             return Ok(());
         }
         // Taken out for the call and put back empty, to keep the allocation.
+        let offset_bytes = self.pending_offset_bytes;
         let pending = std::mem::take(&mut self.pending);
-        if let Some(thread) = self.thread.as_mut() {
-            return match thread.submit(self.pending_offset_bytes, pending) {
+        let thread = match self.write_thread() {
+            Ok(thread) => thread,
+            Err(e) => {
+                self.pending = pending;
+                return Err(e);
+            }
+        };
+        if let Some(thread) = thread {
+            return match thread.submit(offset_bytes, pending) {
                 Ok(empty) => {
                     self.pending = empty;
                     Ok(())
@@ -484,7 +509,7 @@ impl BlockDevice for FileDevice {
         if !(joins && self.pending.len() + buf.len() <= COALESCE_BYTES) {
             self.flush_pending()?;
         }
-        if buf.len() >= COALESCE_BYTES && self.thread.is_none() {
+        if buf.len() >= COALESCE_BYTES && !self.thread_wanted {
             // Too large to gather: straight to the file.
             self.write_through(offset_bytes, buf)?;
         } else {

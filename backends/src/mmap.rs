@@ -89,7 +89,9 @@ pub struct MmapDevice {
     path: PathBuf,
     /// The file's length at open, which is also the mapping's: it never changes.
     len_bytes: u64,
-    /// The bytes `[lo, hi)` of the mapping written since the last successful sync.
+    /// The bytes `[lo, hi)` of the mapping that the next sync must write back: those
+    /// written since the last successful sync, and, on a device just opened for
+    /// writing, the whole file (see `from_file`).
     dirty: Option<(usize, usize)>,
     page_bytes: u32,
     writable: bool,
@@ -151,12 +153,17 @@ impl MmapDevice {
                 .map_err(|e| FileError::new("map", path.as_path(), None, e))?;
             Mapping::ReadOnly(map)
         };
+        // An existing file opened for writing may hold pages that an earlier process
+        // wrote and that are not durable yet (it crashed before its sync): the first
+        // sync covers the whole file, so that recovery can make what it read durable
+        // before relying on it (the `BlockDevice::sync` contract).
+        let dirty = (writable && map_len > 0).then_some((0, map_len));
         Ok(Self {
             mapping,
             file,
             path,
             len_bytes,
-            dirty: None,
+            dirty,
             page_bytes: page_size_bytes(),
             writable,
         })
@@ -322,7 +329,11 @@ impl SegmentFile for MmapDevice {
         // Mapping through a fresh descriptor keeps this module independent of the file
         // device's internals; the file is complete and durable already.
         drop(created);
-        let mapped = Self::open(path, true);
+        let mut mapped = Self::open(path, true);
+        if let Ok(device) = mapped.as_mut() {
+            // Nothing is pending in a file just made and synced.
+            device.dirty = None;
+        }
         if mapped.is_err() {
             // Best effort, as `create_preallocated` does on its own failures: a file
             // left behind would make the next attempt fail with `AlreadyExists`.

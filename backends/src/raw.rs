@@ -15,8 +15,14 @@
 //! - removing a segment blanks its header sector (one sector write) and syncs.
 //! - the sealed checkpoint (4 KiB) and the sync mark (8 KiB) are one sector each,
 //!   rewritten in place: a sector write is atomic.
-//! - bytes recovery preserves before clearing a torn tail go to the quarantine area
-//!   (40 entries); when it is full, preserving fails and recovery refuses to clear.
+//! - syncing the metadata is one `fdatasync` of the device: every write is `O_DIRECT`,
+//!   so only the device's own cache stands between a write and the medium.
+//! - the quarantine area (40 entries) holds torn-tail bytes that earlier versions of
+//!   fswal's recovery copied there before clearing them. Recovery no longer uses it (it
+//!   seals the segment at its last valid block and leaves the rest in place); its
+//!   entries are listed ([`RawStore::quarantine`]), released
+//!   ([`RawStore::release_quarantine_entry`], `fswal preserved --release`), and
+//!   released on their own once the slot they came from is recycled for a new segment.
 //!
 //! A device is formatted only when its first 4 KiB are blank: fswal never overwrites
 //! something it did not write. Formatting blanks every slot's header sector, so that
@@ -78,6 +84,9 @@ pub struct RawStore {
     reader: DirectDevice,
     /// A writer's lock on the device, held for the store's lifetime.
     _lock: Option<File>,
+    /// Whether some quarantine entry holds bytes, once known (see
+    /// `release_quarantine_of_slot`).
+    quarantine_in_use: Option<bool>,
 }
 
 /// The error for `message` about the device `path`.
@@ -140,6 +149,7 @@ impl RawStore {
             dsync,
             reader,
             _lock: lock,
+            quarantine_in_use: None,
         })
     }
 
@@ -190,6 +200,7 @@ impl RawStore {
             dsync,
             reader,
             _lock: Some(lock),
+            quarantine_in_use: Some(false),
         };
         // Blank the reserved regions and every slot's header, then write the superblock
         // last: a crash before it leaves a device that still reads as blank.
@@ -338,7 +349,50 @@ impl RawStore {
         )
     }
 
-    fn quarantine_offset(entry: u32) -> u64 {
+    /// Blanks quarantine entry `entry` (its header sector), synced: the bytes it held
+    /// are released.
+    pub fn release_quarantine_entry(&mut self, entry: u32) -> Result<(), FileError> {
+        self.refuse_read_only("release")?;
+        if entry >= QUARANTINE_ENTRIES {
+            return Err(invalid(
+                "release",
+                &self.path,
+                None,
+                io::ErrorKind::InvalidInput,
+                format!("there is no quarantine entry {entry} (0..{QUARANTINE_ENTRIES})"),
+            ));
+        }
+        let blank = vec![0u8; usize::try_from(REGION_ALIGN_BYTES).unwrap_or(4096)];
+        self.write_at("release", Self::quarantine_offset(entry), &blank)
+    }
+
+    /// Releases the quarantine entries holding bytes of an older segment of slot
+    /// `slot`, which segment `index` now occupies. Reads the 40 entry headers only when
+    /// some entry is in use (known from one scan per store).
+    fn release_quarantine_of_slot(&mut self, slot: u32, index: u32) -> Result<(), FileError> {
+        if self.quarantine_in_use == Some(false) {
+            return Ok(());
+        }
+        let mut in_use = false;
+        for entry in 0..QUARANTINE_ENTRIES {
+            let at = Self::quarantine_offset(entry);
+            let mut head = [0u8; 16];
+            self.reader.read_exact_at(at, &mut head)?;
+            if head[..8] != QUARANTINE_MAGIC {
+                continue;
+            }
+            let segment = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+            if self.layout.slot_of(segment) == slot && segment < index {
+                self.release_quarantine_entry(entry)?;
+            } else {
+                in_use = true;
+            }
+        }
+        self.quarantine_in_use = Some(in_use);
+        Ok(())
+    }
+
+    pub(crate) fn quarantine_offset(entry: u32) -> u64 {
         QUARANTINE_OFFSET_BYTES + u64::from(entry) * QUARANTINE_ENTRY_BYTES
     }
 
@@ -448,49 +502,16 @@ impl SegmentStore for RawStore {
         // Zero, sync, then the header, sync: a crash leaves a free slot or the segment.
         self.zero(slot_offset, self.layout.segment_size_bytes())?;
         self.write_at("create", slot_offset, initial)?;
+        // The slot's old bytes are gone: so is the point of keeping copies of them.
+        self.release_quarantine_of_slot(slot, index)?;
         self.segment_window(index)
     }
 
-    fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), FileError> {
-        self.refuse_read_only("preserve")?;
-        if bytes.len() as u64 > QUARANTINE_ENTRY_BYTES - REGION_ALIGN_BYTES {
-            return Err(invalid(
-                "preserve",
-                &self.path,
-                Some(self.device_offset_bytes(index, offset_bytes)),
-                io::ErrorKind::InvalidInput,
-                "more bytes than a quarantine entry holds".into(),
-            ));
-        }
-        for entry in 0..QUARANTINE_ENTRIES {
-            let at = Self::quarantine_offset(entry);
-            let mut magic = [0u8; 8];
-            self.reader.read_exact_at(at, &mut magic)?;
-            if magic == QUARANTINE_MAGIC {
-                continue;
-            }
-            // The data first, then the header that makes the entry count.
-            self.write_at("preserve", at + REGION_ALIGN_BYTES, bytes)?;
-            let mut head = [0u8; 64];
-            head[..8].copy_from_slice(&QUARANTINE_MAGIC);
-            head[8..12].copy_from_slice(&index.to_le_bytes());
-            head[12..16]
-                .copy_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
-            head[16..24].copy_from_slice(&offset_bytes.to_le_bytes());
-            head[24..32].copy_from_slice(&xxh64(bytes, 0).to_le_bytes());
-            let checksum = xxh64(&head[..56], 0);
-            head[56..64].copy_from_slice(&checksum.to_le_bytes());
-            return self.write_at("preserve", at, &head);
-        }
-        Err(invalid(
-            "preserve",
-            &self.path,
-            Some(QUARANTINE_OFFSET_BYTES),
-            io::ErrorKind::StorageFull,
-            format!(
-                "the quarantine area is full ({QUARANTINE_ENTRIES} entries): copy them out before recovering again"
-            ),
-        ))
+    /// One `fdatasync` of the device: its own write cache is all that stands between
+    /// an `O_DIRECT` write and the medium.
+    fn sync_metadata(&mut self) -> Result<(), FileError> {
+        self.refuse_read_only("sync")?;
+        self.reader.sync()
     }
 
     fn remove_segment(&mut self, index: u32) -> Result<(), FileError> {
@@ -739,7 +760,7 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_tail_is_preserved_in_the_quarantine_area() {
+    fn a_torn_tail_is_set_aside_in_place_on_the_device() {
         let (_tmp, path) = blank_image(16 * MIB);
         let store = RawStore::format(&path, 16, 1, false).unwrap();
         let (mut w, _) = WalWriter::open(store, || 1u64, WriterConfig::with_blocks(16)).unwrap();
@@ -752,29 +773,38 @@ mod tests {
         }
         drop(w); // a crash: block 4 (events 1001..=1256) is written, not synced
         // Tear it: zero its second half on the device.
-        let block4 = MIB + 64 + 4 * 16_448;
+        let block4 = usize::try_from(MIB + 64 + 4 * 16_448).unwrap();
         let mut image = fs::read(&path).unwrap();
-        let at = usize::try_from(block4 + 8192).unwrap();
-        image[at..at + 8256].fill(0);
-        let torn = image[usize::try_from(block4).unwrap()..][..16_448].to_vec();
+        image[block4 + 8192..block4 + 8192 + 8256].fill(0);
+        let torn = image[block4..][..16_448].to_vec();
         fs::write(&path, &image).unwrap();
 
         let store = RawStore::open(&path, true, false).unwrap();
-        let (w, rec) = WalWriter::open(store, || 1u64, WriterConfig::with_blocks(16)).unwrap();
+        let (mut w, rec) = WalWriter::open(store, || 1u64, WriterConfig::with_blocks(16)).unwrap();
         assert_eq!(rec.summary.status, Status::Truncated);
-        assert_eq!(rec.cleared.map(|c| c.slots_cleared), Some(1));
-        assert_eq!(w.last_event_id(), 1000);
-        let mut store = w.into_store();
-        let q = store.quarantine().unwrap();
-        assert_eq!(q.len(), 1);
-        assert_eq!((q[0].segment, q[0].offset_bytes), (0, 64 + 4 * 16_448));
-        assert!(
-            q[0].bytes == torn,
-            "the preserved bytes are the torn block's"
+        let tail = rec.sealed_tail.unwrap();
+        assert_eq!((tail.segment, tail.block_count), (0, 4));
+        assert_eq!(
+            tail.set_aside.map(|a| (a.first_slot, a.slots)),
+            Some((4, 1))
         );
-        drop(store);
+        assert_eq!(w.last_event_id(), 1000);
+        let mut reader = RawStore::open(&path, false, false).unwrap();
+        assert!(reader.quarantine().unwrap().is_empty(), "nothing copied");
+        let image = fs::read(&path).unwrap();
+        assert!(
+            image[block4..][..16_448] == torn[..],
+            "the torn block is in place"
+        );
+        // Appending goes on in the next slot's segment.
+        for i in 1001..=1100 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.close().unwrap();
+        drop(w);
         let (ids, s) = replay(&path);
-        assert_eq!((ids.len(), s.status), (1000, Status::Ok));
+        assert_eq!(ids, (1..=1100).collect::<Vec<_>>());
+        assert_eq!((s.status, s.segments), (Status::Ok, 2));
         // The checkpoint lives on the device too.
         let mut store = RawStore::open(&path, false, false).unwrap();
         assert!(
@@ -788,6 +818,177 @@ mod tests {
                 .read_checkpoint(CheckpointKind::Synced)
                 .unwrap()
                 .is_some()
+        );
+    }
+
+    /// Writes quarantine entry `entry` into the device image at `path` as an earlier
+    /// version of recovery did: `bytes` from `offset_bytes` of segment `segment`.
+    fn write_quarantine_entry(
+        path: &Path,
+        entry: u32,
+        segment: u32,
+        offset_bytes: u64,
+        bytes: &[u8],
+    ) {
+        let mut image = fs::read(path).unwrap();
+        let at = usize::try_from(RawStore::quarantine_offset(entry)).unwrap();
+        let mut head = [0u8; 64];
+        head[..8].copy_from_slice(&QUARANTINE_MAGIC);
+        head[8..12].copy_from_slice(&segment.to_le_bytes());
+        head[12..16].copy_from_slice(&u32::try_from(bytes.len()).unwrap().to_le_bytes());
+        head[16..24].copy_from_slice(&offset_bytes.to_le_bytes());
+        head[24..32].copy_from_slice(&xxh64(bytes, 0).to_le_bytes());
+        let checksum = xxh64(&head[..56], 0);
+        head[56..64].copy_from_slice(&checksum.to_le_bytes());
+        image[at..at + 64].copy_from_slice(&head);
+        image[at + 4096..at + 4096 + bytes.len()].copy_from_slice(bytes);
+        fs::write(path, &image).unwrap();
+    }
+
+    #[test]
+    fn a_full_quarantine_area_no_longer_stops_recovery() {
+        // Issue 9, defect 2: 40 entries, each torn slot took one, none was released,
+        // and recovery then refused forever ("the quarantine area is full").
+        let (_tmp, path) = blank_image(16 * MIB);
+        let store = RawStore::format(&path, 16, 1, false).unwrap();
+        let (mut w, _) = WalWriter::open(store, || 1u64, WriterConfig::with_blocks(16)).unwrap();
+        for i in 1..=1000 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.sync().unwrap();
+        for i in 1001..=1300 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        drop(w);
+        for entry in 0..QUARANTINE_ENTRIES {
+            write_quarantine_entry(&path, entry, 0, 64 + 4 * 16_448, &[7u8; 100]);
+        }
+        let block4 = usize::try_from(MIB + 64 + 4 * 16_448).unwrap();
+        let mut image = fs::read(&path).unwrap();
+        image[block4 + 100] ^= 1;
+        fs::write(&path, &image).unwrap();
+        let store = RawStore::open(&path, true, false).unwrap();
+        let (w, rec) = WalWriter::open(store, || 1u64, WriterConfig::with_blocks(16)).unwrap();
+        assert_eq!(rec.sealed_tail.map(|t| t.block_count), Some(4));
+        let mut store = w.into_store();
+        assert_eq!(
+            store.quarantine().unwrap().len(),
+            40,
+            "old entries untouched"
+        );
+        // Released one by one, listed without it.
+        store.release_quarantine_entry(3).unwrap();
+        let left: Vec<u32> = store
+            .quarantine()
+            .unwrap()
+            .iter()
+            .map(|e| e.entry)
+            .collect();
+        assert_eq!(left.len(), 39);
+        assert!(!left.contains(&3));
+        assert!(store.release_quarantine_entry(QUARANTINE_ENTRIES).is_err());
+    }
+
+    #[test]
+    fn thousands_of_unsynced_blocks_behind_a_hole_are_set_aside_whole() {
+        // Issue 9, defect 2: one crash left 1423 unsynced blocks behind a reordered
+        // hole; each needed a quarantine entry, 40 of which there are.
+        let (_tmp, path) = blank_image(MIB + 2 * 65 * MIB);
+        let config = WriterConfig::with_blocks(4096);
+        let store = RawStore::format(&path, 4096, 1, false).unwrap();
+        let (mut w, _) = WalWriter::open(store, || 1u64, config).unwrap();
+        for i in 1..=1000 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.sync().unwrap();
+        let unsynced_blocks = 1424u64;
+        for i in 1001..=1000 + 256 * unsynced_blocks {
+            w.append(&reference_event(i)).unwrap();
+        }
+        drop(w);
+        // The crash kept every unsynced block but the first: a hole, then 1423 blocks.
+        let block4 = usize::try_from(MIB + 64 + 4 * 16_448).unwrap();
+        let mut image = fs::read(&path).unwrap();
+        image[block4..block4 + 16_448].fill(0);
+        fs::write(&path, &image).unwrap();
+        let store = RawStore::open(&path, true, false).unwrap();
+        let (w, rec) = WalWriter::open(store, || 1u64, config).unwrap();
+        assert_eq!(w.last_event_id(), 1000);
+        let aside = rec.sealed_tail.and_then(|t| t.set_aside).unwrap();
+        assert_eq!((aside.first_slot, aside.slots), (5, 1423));
+        drop(w);
+        let after = fs::read(&path).unwrap();
+        assert!(
+            after[block4 + 16_448..block4 + 1424 * 16_448]
+                == image[block4 + 16_448..block4 + 1424 * 16_448],
+            "every unsynced block is where it was"
+        );
+    }
+
+    #[test]
+    fn a_full_cleanly_closed_device_goes_on_with_retention() {
+        // Issue 9, defect 3: with every slot holding a sealed segment, the rotation
+        // created the new segment before retention ran, so it never ran.
+        let (_tmp, path) = blank_image(8 * MIB);
+        let store = RawStore::format(&path, 16, 1, false).unwrap();
+        let slots = store.layout().slot_count;
+        let full = u64::from(slots) * 4096;
+        drop(write(store, 1..=full, WriterConfig::with_blocks(16)));
+        let without = RawStore::open(&path, true, false).unwrap();
+        let (mut w, _) = WalWriter::open(without, || 1u64, WriterConfig::with_blocks(16)).unwrap();
+        let e = w.append(&reference_event(full + 1)).unwrap_err();
+        assert!(e.to_string().contains("the device is full"), "{e}");
+        drop(w);
+        for keep in [1, 3, slots] {
+            let config = WriterConfig {
+                retention: Retention {
+                    segments_max: Some(keep),
+                    bytes_max: None,
+                },
+                ..WriterConfig::with_blocks(16)
+            };
+            let store = RawStore::open(&path, true, false).unwrap();
+            let (_, recovered) = replay(&path);
+            let last = *recovered.last_event_id.as_ref().unwrap();
+            drop(write(store, last + 1..=last + 1000, config));
+            let (ids, s) = replay(&path);
+            assert_eq!(s.status, Status::Ok, "keep {keep}");
+            assert_eq!(ids.last(), Some(&(last + 1000)), "keep {keep}");
+            assert!(
+                s.segments <= keep.max(2),
+                "keep {keep}: {} segments",
+                s.segments
+            );
+        }
+    }
+
+    #[test]
+    fn recycling_a_slot_releases_the_quarantine_entries_of_its_old_segment() {
+        let (_tmp, path) = blank_image(8 * MIB);
+        let store = RawStore::format(&path, 16, 1, false).unwrap();
+        drop(store);
+        write_quarantine_entry(&path, 0, 0, 64, &[1u8; 10]);
+        write_quarantine_entry(&path, 1, 1, 64, &[2u8; 10]);
+        let config = WriterConfig {
+            retention: Retention {
+                segments_max: Some(2),
+                bytes_max: None,
+            },
+            ..WriterConfig::with_blocks(16)
+        };
+        // Seven slots: segment 7 reuses the slot of segment 0.
+        let store = RawStore::open(&path, true, false).unwrap();
+        let mut store = write(store, 1..=7 * 4096 + 1, config);
+        let left: Vec<u32> = store
+            .quarantine()
+            .unwrap()
+            .iter()
+            .map(|e| e.segment)
+            .collect();
+        assert_eq!(
+            left,
+            [1],
+            "segment 0's slot was recycled, segment 1's not yet"
         );
     }
 

@@ -55,6 +55,10 @@ pub trait BlockDevice {
     fn write_all_at(&mut self, offset_bytes: u64, buf: &[u8]) -> Result<(), Self::Error>;
 
     /// Makes every write issued before this call durable; returns only once they are.
+    ///
+    /// That includes writes issued through an earlier device over the same medium,
+    /// by this process or by one that crashed, whose bytes reads return now: a
+    /// recovering writer syncs what it read before it builds on it.
     fn sync(&mut self) -> Result<(), Self::Error>;
 
     /// The bytes `0..len_bytes()` where they lie, when the device can show them

@@ -43,7 +43,8 @@ pub enum Error<E> {
     },
     /// The checkpoint says events up to `durable_event_id` were made durable, but the
     /// log's valid prefix ends at `found_event_id`: data a sync covered is gone.
-    /// Nothing was changed. (Delete the checkpoint to accept the loss.)
+    /// Nothing was changed. (Deleting both watermark records, the checkpoint and the
+    /// sync mark, accepts the loss.)
     DurableDataMissing {
         /// The last event the checkpoint recorded as durable.
         durable_event_id: u64,
@@ -51,6 +52,13 @@ pub enum Error<E> {
         found_event_id: u64,
         /// The first problem replay found, if any.
         issue: Option<Issue>,
+    },
+    /// The block a durable watermark record names is not where it says: the log is not
+    /// the history that was acknowledged (segments deleted and rewritten behind
+    /// fswal's back), even if its ids still climb. Nothing was changed.
+    HistoryReplaced {
+        /// Where the log and the record disagree ([`crate::issue::Reason::WatermarkMismatch`]).
+        issue: Issue,
     },
     /// A configuration value is out of range.
     InvalidConfig(&'static str),
@@ -106,6 +114,9 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 }
                 f.write_str("; refusing to append (nothing was changed)")
             }
+            Self::HistoryReplaced { issue } => {
+                write!(f, "{issue}; refusing to append (nothing was changed)")
+            }
             Self::InvalidConfig(what) => write!(f, "invalid configuration: {what}"),
             Self::SegmentIndexExhausted => f.write_str("no segment index left (limit 99999999)"),
             Self::SegmentVanished { segment } => {
@@ -142,6 +153,7 @@ impl<E> Error<E> {
                 found_event_id,
                 issue,
             },
+            Self::HistoryReplaced { issue } => Error::HistoryReplaced { issue },
             Self::InvalidConfig(w) => Error::InvalidConfig(w),
             Self::SegmentIndexExhausted => Error::SegmentIndexExhausted,
             Self::SegmentVanished { segment } => Error::SegmentVanished { segment },

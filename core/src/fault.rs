@@ -1,19 +1,31 @@
 //! A fault-injecting segment store for crash and fault testing (feature `testing`).
 //!
-//! [`FaultStore`] keeps, for every segment, its *durable* image (what a crash keeps for
-//! sure) and its *pending* writes (issued, not yet covered by a sync), and applies the
-//! crash contract of [`crate::device`] to them:
+//! [`FaultStore`] keeps, for every segment, its *durable* image (what a power cut keeps
+//! for sure) and its *pending* writes (issued, not yet covered by a sync), and applies
+//! the crash contract of [`crate::device`] to them:
 //!
 //! - reads see the durable image with the pending writes applied in order;
 //! - `sync` of a segment makes its pending writes durable;
-//! - creating or removing a segment, writing a checkpoint and preserving bytes are
-//!   durable when they return (the [`SegmentStore`] contract).
+//! - creating or removing a segment and writing a checkpoint are durable when they
+//!   return (the [`SegmentStore`] contract);
+//! - [`SegmentStore::sync_metadata`] makes durable which segments exist and the
+//!   checkpoint records, as they are visible now.
 //!
 //! Before every operation that changes what a crash would leave, an observer is handed
-//! a [`Snapshot`]: a crash point. From a snapshot, [`Snapshot::image`] builds a crash
-//! image: the durable state plus any choice of pending writes, each applied whole, cut
-//! after a prefix of its sectors, or in an arbitrary subset of its sectors; a fresh
-//! store over the image ([`FaultStore::from_image`]) is what a restarted process finds.
+//! a [`Snapshot`]: a crash point. A crash there is one of two kinds:
+//!
+//! - a **power cut**: [`Snapshot::image`] builds what the medium holds, the durable
+//!   state plus any choice of pending writes, each applied whole, cut after a prefix of
+//!   its sectors, or in an arbitrary subset of its sectors; a fresh store over the image
+//!   ([`FaultStore::from_image`]) is what a machine that lost power finds;
+//! - a **process crash**: the machine stays up, so everything the process did stays
+//!   visible through the cache, but what no sync covered is still not durable.
+//!   [`FaultStore::after_process_crash`] builds that store: its reads show every
+//!   pending write, and those writes stay pending, so that a power cut *later*, after
+//!   a restarted process built on them, can still take them away. An operation the
+//!   process was in the middle of (a segment being created or removed, a checkpoint
+//!   being replaced) can be left visible and not durable, as a rename before its
+//!   directory sync is.
 //!
 //! Faults it injects on request ([`Faults`]): an I/O error on the n-th read, write or
 //! sync; a misdirected write (the n-th write lands elsewhere); a power cut once a given
@@ -64,8 +76,34 @@ pub enum OpKind {
     Remove,
     /// A checkpoint record write.
     Checkpoint(CheckpointKind),
-    /// Preserving bytes before recovery clears them.
-    Preserve,
+    /// Making the store's metadata durable ([`SegmentStore::sync_metadata`]).
+    SyncMetadata,
+}
+
+/// The operation a crash point precedes, with what it would change, for a process
+/// crash that leaves it half done: visible, and not durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InFlight {
+    /// Segment `index` is being created with `bytes` (its content already synced, its
+    /// name not yet durable).
+    Create {
+        /// Its index.
+        index: u32,
+        /// Its bytes.
+        bytes: Arc<Vec<u8>>,
+    },
+    /// Segment `index` is being removed.
+    Remove {
+        /// Its index.
+        index: u32,
+    },
+    /// The checkpoint record of `kind` is being replaced by `record`.
+    Checkpoint {
+        /// Which record.
+        kind: CheckpointKind,
+        /// The new record.
+        record: [u8; CHECKPOINT_SIZE_BYTES],
+    },
 }
 
 /// The state a crash at some moment may leave: the durable images, and the pending
@@ -76,12 +114,24 @@ pub struct Snapshot {
     pub op: u64,
     /// The operation about to happen.
     pub next: Option<OpKind>,
-    /// Each segment's durable image.
+    /// Each segment's durable image: the segments whose existence is durable (a
+    /// segment removed without that being durable yet included), as a power cut leaves
+    /// them before any pending write.
     pub durable: BTreeMap<u32, Arc<Vec<u8>>>,
     /// Writes not yet covered by a sync, in the order issued.
     pub pending: Vec<Pending>,
-    /// The checkpoint records, by kind.
+    /// The durable checkpoint records, by kind.
     pub checkpoints: [Option<[u8; CHECKPOINT_SIZE_BYTES]>; 2],
+    /// What a process crash leaves visible besides: every visible segment, with its
+    /// durable bytes and whether its existence is durable.
+    pub visible: BTreeMap<u32, (Arc<Vec<u8>>, bool)>,
+    /// Segments removed, the removal not yet durable: gone for readers, back after a
+    /// power cut.
+    pub ghosts: BTreeMap<u32, Arc<Vec<u8>>>,
+    /// The visible checkpoint records, by kind.
+    pub visible_checkpoints: [Option<[u8; CHECKPOINT_SIZE_BYTES]>; 2],
+    /// The operation about to happen, with what it would change.
+    pub in_flight: Option<InFlight>,
 }
 
 /// How much of one pending write a crash image applies.
@@ -188,15 +238,35 @@ pub type Observer = Box<dyn FnMut(&Snapshot) + Send>;
 
 struct Segment {
     durable: Arc<Vec<u8>>,
+    /// Whether a power cut keeps the segment at all: false after a process crash left
+    /// its creation visible and not durable, until the metadata is synced.
+    exists_durably: bool,
     /// What reads see: durable with the pending writes applied.
     current: Vec<u8>,
     pending: Vec<(u64, Arc<[u8]>)>,
 }
 
+impl Segment {
+    /// A segment whose `bytes` are all durable.
+    fn settled(bytes: Arc<Vec<u8>>) -> Self {
+        Self {
+            current: bytes.as_ref().clone(),
+            durable: bytes,
+            exists_durably: true,
+            pending: Vec::new(),
+        }
+    }
+}
+
 struct State {
+    /// The visible segments.
     segments: BTreeMap<u32, Segment>,
+    /// Segments removed, the removal not durable: a power cut brings them back.
+    ghosts: BTreeMap<u32, Arc<Vec<u8>>>,
+    /// The visible checkpoint records.
     checkpoints: [Option<[u8; CHECKPOINT_SIZE_BYTES]>; 2],
-    preserved: Vec<(u32, u64, Vec<u8>)>,
+    /// The durable checkpoint records.
+    checkpoints_durable: [Option<[u8; CHECKPOINT_SIZE_BYTES]>; 2],
     faults: Faults,
     /// Reads, writes and syncs done: all of them, and of each kind.
     ops: u64,
@@ -209,7 +279,24 @@ struct State {
 }
 
 impl State {
-    fn snapshot(&self, next: Option<OpKind>) -> Snapshot {
+    fn empty() -> Self {
+        Self {
+            segments: BTreeMap::new(),
+            ghosts: BTreeMap::new(),
+            checkpoints: [None; 2],
+            checkpoints_durable: [None; 2],
+            faults: Faults::default(),
+            ops: 0,
+            reads: 0,
+            writes: 0,
+            syncs: 0,
+            bytes_written: 0,
+            power_cut: false,
+            observer: None,
+        }
+    }
+
+    fn snapshot(&self, next: Option<OpKind>, in_flight: Option<InFlight>) -> Snapshot {
         let mut pending = Vec::new();
         for (&segment, seg) in &self.segments {
             for (offset_bytes, data) in &seg.pending {
@@ -220,23 +307,37 @@ impl State {
                 });
             }
         }
+        let mut durable: BTreeMap<u32, Arc<Vec<u8>>> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.exists_durably)
+            .map(|(&i, s)| (i, Arc::clone(&s.durable)))
+            .collect();
+        for (&i, bytes) in &self.ghosts {
+            durable.insert(i, Arc::clone(bytes));
+        }
         Snapshot {
             op: self.ops,
             next,
-            durable: self
+            durable,
+            pending,
+            checkpoints: self.checkpoints_durable,
+            visible: self
                 .segments
                 .iter()
-                .map(|(&i, s)| (i, Arc::clone(&s.durable)))
+                .map(|(&i, s)| (i, (Arc::clone(&s.durable), s.exists_durably)))
                 .collect(),
-            pending,
-            checkpoints: self.checkpoints,
+            ghosts: self.ghosts.clone(),
+            visible_checkpoints: self.checkpoints,
+            in_flight,
         }
     }
 
-    /// Shows the observer the crash point before `kind`, and fails if the power is cut.
-    fn before(&mut self, kind: OpKind) -> Result<(), MemError> {
+    /// Shows the observer the crash point before `kind` (which would change what
+    /// `in_flight` says), and fails if the power is cut.
+    fn before(&mut self, kind: OpKind, in_flight: Option<InFlight>) -> Result<(), MemError> {
         if let Some(mut observer) = self.observer.take() {
-            observer(&self.snapshot(Some(kind)));
+            observer(&self.snapshot(Some(kind), in_flight));
             self.observer = Some(observer);
         }
         if self.power_cut {
@@ -284,41 +385,79 @@ impl FaultStore {
     #[must_use]
     pub fn new() -> Self {
         Self {
-            state: Arc::new(Mutex::new(State {
-                segments: BTreeMap::new(),
-                checkpoints: [None; 2],
-                preserved: Vec::new(),
-                faults: Faults::default(),
-                ops: 0,
-                reads: 0,
-                writes: 0,
-                syncs: 0,
-                bytes_written: 0,
-                power_cut: false,
-                observer: None,
-            })),
+            state: Arc::new(Mutex::new(State::empty())),
         }
     }
 
-    /// A store holding `image`, all durable: what a restarted process finds.
+    /// A store holding `image`, all durable: what a process restarted after a power
+    /// cut finds.
     #[must_use]
     pub fn from_image(image: &Image) -> Self {
-        let store = Self::new();
-        {
-            let mut s = lock(&store.state);
-            s.checkpoints = image.checkpoints;
-            for (&i, bytes) in &image.segments {
-                s.segments.insert(
-                    i,
-                    Segment {
-                        durable: Arc::clone(bytes),
-                        current: bytes.as_ref().clone(),
-                        pending: Vec::new(),
-                    },
-                );
-            }
+        let mut state = State::empty();
+        state.checkpoints = image.checkpoints;
+        state.checkpoints_durable = image.checkpoints;
+        for (&i, bytes) in &image.segments {
+            state
+                .segments
+                .insert(i, Segment::settled(Arc::clone(bytes)));
         }
-        store
+        Self {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// What a process restarted after a process crash at `snapshot` finds: every
+    /// pending write visible and still pending, the durable state unchanged, and, when
+    /// `half_done` is set, the operation the process was in (a creation, a removal, a
+    /// checkpoint replaced) visible and not durable.
+    #[must_use]
+    pub fn after_process_crash(snapshot: &Snapshot, half_done: bool) -> Self {
+        let mut state = State::empty();
+        state.checkpoints = snapshot.visible_checkpoints;
+        state.checkpoints_durable = snapshot.checkpoints;
+        state.ghosts = snapshot.ghosts.clone();
+        for (&i, (durable, exists_durably)) in &snapshot.visible {
+            let mut segment = Segment::settled(Arc::clone(durable));
+            segment.exists_durably = *exists_durably;
+            state.segments.insert(i, segment);
+        }
+        for write in &snapshot.pending {
+            let Some(segment) = state.segments.get_mut(&write.segment) else {
+                continue;
+            };
+            let (Ok(start), len) = (usize::try_from(write.offset_bytes), write.data.len()) else {
+                continue;
+            };
+            if start.saturating_add(len) > segment.current.len() {
+                segment.current.resize(start + len, 0);
+            }
+            segment.current[start..start + len].copy_from_slice(&write.data);
+            segment
+                .pending
+                .push((write.offset_bytes, Arc::clone(&write.data)));
+        }
+        match snapshot.in_flight.as_ref().filter(|_| half_done) {
+            Some(InFlight::Create { index, bytes }) => {
+                let mut segment = Segment::settled(Arc::clone(bytes));
+                segment.exists_durably = false;
+                state.segments.insert(*index, segment);
+                state.ghosts.remove(index);
+            }
+            Some(InFlight::Remove { index }) => {
+                if let Some(gone) = state.segments.remove(index) {
+                    if gone.exists_durably {
+                        state.ghosts.insert(*index, gone.durable);
+                    }
+                }
+            }
+            Some(InFlight::Checkpoint { kind, record }) => {
+                state.checkpoints[kind.index()] = Some(*record);
+            }
+            None => {}
+        }
+        Self {
+            state: Arc::new(Mutex::new(state)),
+        }
     }
 
     /// Injects `faults` from now on.
@@ -335,19 +474,13 @@ impl FaultStore {
     /// The crash point now.
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
-        lock(&self.state).snapshot(None)
+        lock(&self.state).snapshot(None, None)
     }
 
     /// Operations done so far: reads, writes and syncs, of every device.
     #[must_use]
     pub fn ops(&self) -> u64 {
         lock(&self.state).ops
-    }
-
-    /// What recovery preserved: `(segment, offset, bytes)`.
-    #[must_use]
-    pub fn preserved(&self) -> Vec<(u32, u64, Vec<u8>)> {
-        lock(&self.state).preserved.clone()
     }
 
     /// Whether the power was cut.
@@ -387,7 +520,16 @@ impl SegmentStore for FaultStore {
         initial: &[u8],
     ) -> Result<FaultDevice, MemError> {
         let mut s = lock(&self.state);
-        s.before(OpKind::Create)?;
+        let size = usize::try_from(size_bytes).map_err(|_| fail("create", size_bytes))?;
+        let mut bytes = std::vec![0u8; size];
+        let n = initial.len().min(size);
+        bytes[..n].copy_from_slice(&initial[..n]);
+        let bytes = Arc::new(bytes);
+        let in_flight = InFlight::Create {
+            index,
+            bytes: Arc::clone(&bytes),
+        };
+        s.before(OpKind::Create, Some(in_flight))?;
         if s.segments.contains_key(&index) {
             return Err(MemError {
                 kind: ErrorKind::AlreadyExists,
@@ -396,18 +538,8 @@ impl SegmentStore for FaultStore {
                 len: 0,
             });
         }
-        let size = usize::try_from(size_bytes).map_err(|_| fail("create", size_bytes))?;
-        let mut bytes = std::vec![0u8; size];
-        let n = initial.len().min(size);
-        bytes[..n].copy_from_slice(&initial[..n]);
-        s.segments.insert(
-            index,
-            Segment {
-                durable: Arc::new(bytes.clone()),
-                current: bytes,
-                pending: Vec::new(),
-            },
-        );
+        s.ghosts.remove(&index);
+        s.segments.insert(index, Segment::settled(bytes));
         drop(s);
         Ok(FaultDevice {
             state: Arc::clone(&self.state),
@@ -415,17 +547,22 @@ impl SegmentStore for FaultStore {
         })
     }
 
-    fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), MemError> {
+    fn sync_metadata(&mut self) -> Result<(), MemError> {
         let mut s = lock(&self.state);
-        s.before(OpKind::Preserve)?;
-        s.preserved.push((index, offset_bytes, bytes.to_vec()));
+        s.before(OpKind::SyncMetadata, None)?;
+        for segment in s.segments.values_mut() {
+            segment.exists_durably = true;
+        }
+        s.ghosts.clear();
+        s.checkpoints_durable = s.checkpoints;
         Ok(())
     }
 
     fn remove_segment(&mut self, index: u32) -> Result<(), MemError> {
         let mut s = lock(&self.state);
-        s.before(OpKind::Remove)?;
+        s.before(OpKind::Remove, Some(InFlight::Remove { index }))?;
         s.segments.remove(&index);
+        s.ghosts.remove(&index);
         Ok(())
     }
 
@@ -446,8 +583,13 @@ impl SegmentStore for FaultStore {
         record: &[u8; CHECKPOINT_SIZE_BYTES],
     ) -> Result<(), MemError> {
         let mut s = lock(&self.state);
-        s.before(OpKind::Checkpoint(kind))?;
+        let in_flight = InFlight::Checkpoint {
+            kind,
+            record: *record,
+        };
+        s.before(OpKind::Checkpoint(kind), Some(in_flight))?;
         s.checkpoints[kind.index()] = Some(*record);
+        s.checkpoints_durable[kind.index()] = Some(*record);
         Ok(())
     }
 }
@@ -498,7 +640,7 @@ impl BlockDevice for FaultDevice {
 
     fn write_all_at(&mut self, offset_bytes: u64, buf: &[u8]) -> Result<(), MemError> {
         let mut s = lock(&self.state);
-        s.before(OpKind::Write)?;
+        s.before(OpKind::Write, None)?;
         let op = s.writes;
         s.writes += 1;
         s.ops += 1;
@@ -544,7 +686,7 @@ impl BlockDevice for FaultDevice {
 
     fn sync(&mut self) -> Result<(), MemError> {
         let mut s = lock(&self.state);
-        s.before(OpKind::Sync)?;
+        s.before(OpKind::Sync, None)?;
         let op = s.syncs;
         s.syncs += 1;
         s.ops += 1;

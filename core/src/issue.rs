@@ -6,6 +6,7 @@
 
 use core::fmt;
 
+use crate::checkpoint::CheckpointKind;
 use crate::event::EventDefect;
 
 /// Which rule a segment or block breaks.
@@ -162,6 +163,23 @@ pub enum Reason {
         /// The last event the checkpoint records as durable.
         durable_event_id: u64,
     },
+    /// A checkpoint record holding the durable watermark names this place for the block
+    /// ending with event `durable_event_id` (chained checksum `expected_chain`), and the
+    /// log holds another block there, or none: the acknowledged history was replaced
+    /// (segments deleted and rewritten behind fswal's back), even where ids still climb.
+    WatermarkMismatch {
+        /// Which record.
+        kind: CheckpointKind,
+        /// The last event it records as durable.
+        durable_event_id: u64,
+        /// The chained checksum it records for that event's block (0 for a record at
+        /// the start of a segment).
+        expected_chain: u64,
+        /// The chained checksum of the block the log holds there, if any.
+        found_chain: Option<u64>,
+        /// The last event id of the block the log holds there, if any.
+        found_event_id: Option<u64>,
+    },
     /// The block's first event id is not greater than the last id before it: ids must
     /// keep increasing across blocks and segments (a stale block from a reused file
     /// has a valid chain of its own but older ids).
@@ -270,6 +288,30 @@ impl fmt::Display for Reason {
                 f,
                 "the log ends before event {durable_event_id}, which a sync made durable (checkpoint)"
             ),
+            Self::WatermarkMismatch {
+                kind,
+                durable_event_id,
+                expected_chain,
+                found_chain,
+                found_event_id,
+            } => {
+                let record = match kind {
+                    CheckpointKind::Sealed => "the sealed checkpoint",
+                    CheckpointKind::Synced => "the sync mark",
+                };
+                write!(
+                    f,
+                    "{record} records event {durable_event_id} as durable in the block here (chained checksum 0x{expected_chain:016x}), but the log holds "
+                )?;
+                match (found_chain, found_event_id) {
+                    (Some(chain), Some(last)) => write!(
+                        f,
+                        "a block ending at event {last} with chained checksum 0x{chain:016x}"
+                    )?,
+                    _ => f.write_str("no such block")?,
+                }
+                f.write_str(" there: acknowledged history was replaced")
+            }
             Self::EventIdRegression { first, previous } => write!(
                 f,
                 "block starts at event id {first}, not after the previous event id {previous}"

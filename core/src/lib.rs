@@ -16,10 +16,12 @@
 //! | [`block`] | `Block`, a header and 256 event slots |
 //! | [`checksum`] | the four checksums |
 //! | [`checkpoint`] | the meta record: where the log was durably known to end |
+//! | [`watermark`] | the durable watermark the records give, and the check that the log holds its block |
 //! | [`device`] | `BlockDevice`, the storage abstraction, and its crash contract |
 //! | [`store`] | `SegmentStore`, a log as numbered segments |
 //! | [`superblock`] | the layout record of a raw block device |
 //! | [`writer`] | `SegmentWriter` and `WalWriter`: append, sync, seal, rotate, recover |
+//! | [`recovery`] | what reopening a log does with what replay found: go on, set a torn tail aside, or refuse |
 //! | [`replay`] | `Replay`, the verifying state machine |
 //! | [`seek`] | start replay at an event id |
 //! | [`parallel`] | verification split into pieces checked on many cores, then joined |
@@ -53,6 +55,7 @@ pub mod issue;
 pub mod limits;
 pub mod mem;
 pub mod parallel;
+pub mod recovery;
 pub mod reference;
 pub mod replay;
 pub mod seek;
@@ -61,6 +64,7 @@ pub mod store;
 pub mod superblock;
 #[cfg(test)]
 mod testutil;
+pub mod watermark;
 pub mod writer;
 
 pub use block::Block;

@@ -224,8 +224,6 @@ mod store {
         checkpoints: [Option<[u8; CHECKPOINT_SIZE_BYTES]>; 2],
         /// Segments reported sealed, in order.
         sealed: Vec<u32>,
-        /// Bytes recovery cleared, by segment and offset.
-        preserved: Vec<(u32, u64, Vec<u8>)>,
     }
 
     /// One segment of a [`MemStore`].
@@ -264,7 +262,6 @@ mod store {
                     .collect(),
                 checkpoints: s.checkpoints,
                 sealed: s.sealed.clone(),
-                preserved: s.preserved.clone(),
             };
             Self {
                 state: Arc::new(Mutex::new(copy)),
@@ -319,12 +316,6 @@ mod store {
         #[must_use]
         pub fn sealed(&self) -> Vec<u32> {
             self.state().sealed.clone()
-        }
-
-        /// What recovery preserved before clearing it: `(segment, offset, bytes)`.
-        #[must_use]
-        pub fn preserved(&self) -> Vec<(u32, u64, Vec<u8>)> {
-            self.state().preserved.clone()
         }
 
         /// The indices of the segments present, in order.
@@ -396,16 +387,8 @@ mod store {
             Ok(MemSegment { shared })
         }
 
-        fn preserve(
-            &mut self,
-            index: u32,
-            offset_bytes: u64,
-            bytes: &[u8],
-        ) -> Result<(), MemError> {
-            self.refuse_if_read_only("preserve", offset_bytes)?;
-            self.state()
-                .preserved
-                .push((index, offset_bytes, bytes.to_vec()));
+        /// Memory has no cache between a write and what survives: nothing to do.
+        fn sync_metadata(&mut self) -> Result<(), MemError> {
             Ok(())
         }
 

@@ -39,9 +39,10 @@ use crate::limits::{
     BLOCK_HEADER_SIZE_BYTES, BLOCK_SIZE_BYTES, SEGMENT_BLOCKS_MAX, SEGMENT_HEADER_SIZE_BYTES,
     block_offset_bytes, slot_bytes_present, slots_in,
 };
-use crate::replay::{Summary, Tail, durable_floor};
+use crate::replay::{Summary, Tail};
 use crate::segment_header::{HeaderState, SealedTotals, SegmentHeader};
 use crate::store::SegmentStore;
+use crate::watermark::{Watermark, WatermarkCheck};
 
 /// Blocks in a piece: 4 MiB of blocks, enough to amortise a read and a hand-off
 /// between threads, small enough that a few per core balance the load.
@@ -390,6 +391,10 @@ pub struct Join {
     first_segment: u32,
     last_segment: u32,
     durable_floor: u64,
+    /// Whether the watermark's block is where its record says. The join sees only the
+    /// end of each segment: a record naming a block inside one is left unconfirmed,
+    /// and the sequential replay, which sees every block, decides.
+    check: WatermarkCheck,
     previous_segment: Option<u32>,
     current: Option<Current>,
     last_event_id: u64,
@@ -398,14 +403,14 @@ pub struct Join {
 
 impl Join {
     /// A join of segments `first_segment..=last_segment` (the lowest and highest index
-    /// present), for a log whose checkpoint records say it is durable up to
-    /// `durable_floor`.
+    /// present), for a log whose checkpoint records give `watermark`.
     #[must_use]
-    pub fn new(first_segment: u32, last_segment: u32, durable_floor: u64) -> Self {
+    pub fn new(first_segment: u32, last_segment: u32, watermark: &Watermark) -> Self {
         Self {
             first_segment,
             last_segment,
-            durable_floor,
+            durable_floor: watermark.durable_event_id,
+            check: WatermarkCheck::new(watermark, None),
             previous_segment: None,
             current: None,
             last_event_id: 0,
@@ -428,6 +433,13 @@ impl Join {
             return Err(here);
         }
         if plan.sealed.is_none() && plan.index != self.last_segment {
+            return Err(here);
+        }
+        if self
+            .check
+            .segment_start(plan.index, self.last_event_id)
+            .is_err()
+        {
             return Err(here);
         }
         self.summary.segments = self.summary.segments.checked_add(1).ok_or(here)?;
@@ -496,6 +508,15 @@ impl Join {
         if cur.next_slot != cur.plan.limit {
             return Err(here);
         }
+        let last_slot = cur.blocks.checked_sub(1);
+        let confirmed = last_slot.is_none_or(|slot| {
+            self.check
+                .block(cur.plan.index, slot, cur.chain, cur.last_event_id)
+                .is_ok()
+        }) && self.check.segment_end(cur.plan.index, cur.blocks).is_ok();
+        if !confirmed {
+            return Err(here);
+        }
         if let Some(t) = cur.plan.sealed {
             let agrees = cur.blocks == t.block_count
                 && cur.events == t.event_count
@@ -529,6 +550,7 @@ impl Join {
         if self.current.is_some()
             || self.previous_segment != Some(self.last_segment)
             || self.last_event_id < self.durable_floor
+            || !self.check.is_settled()
         {
             return Err(here);
         }
@@ -550,11 +572,11 @@ pub fn verify_in_pieces<S: SegmentStore>(
     piece_blocks: u32,
     scratch: &mut Block,
 ) -> Result<Result<Summary, Unusual>, Error<S::Error>> {
-    let floor = durable_floor(store)?;
+    let watermark = Watermark::read(store)?;
     let Some((first, last)) = store.segment_range()? else {
         return Ok(Err(Unusual::segment(0)));
     };
-    let mut join = Join::new(first, last, floor);
+    let mut join = Join::new(first, last, &watermark);
     // One pass per segment index; the range is bounded by `SEGMENT_INDEX_MAX`.
     for index in first..=last {
         let Some(mut device) = store.open_segment(index)? else {
@@ -756,7 +778,7 @@ mod tests {
         fn create_segment(&mut self, _: u32, _: u64, _: &[u8]) -> Result<Self::Device, MemError> {
             unreachable!("read-only test view")
         }
-        fn preserve(&mut self, _: u32, _: u64, _: &[u8]) -> Result<(), MemError> {
+        fn sync_metadata(&mut self) -> Result<(), MemError> {
             unreachable!("read-only test view")
         }
         fn remove_segment(&mut self, _: u32) -> Result<(), MemError> {
@@ -930,7 +952,7 @@ mod tests {
             last_chain: 100 + u64::from(end_slot),
             blank_tail: false,
         };
-        let mut join = Join::new(0, 0, 0);
+        let mut join = Join::new(0, 0, &Watermark::default());
         join.begin_segment(&plan).unwrap();
         join.piece(&report(0, 4, 0, 1)).unwrap();
         // Seeded with something other than what the previous piece computed.
@@ -958,9 +980,34 @@ mod tests {
         );
         assert!(summary.open_segment);
         // A durable watermark past the end is left to replay.
-        let mut short = Join::new(0, 0, 21);
+        let beyond = |next_slot, last_event_id| {
+            Watermark::from_records([
+                Some(CheckpointFields {
+                    segment_index: 0,
+                    next_slot,
+                    last_event_id,
+                    chained_checksum: 100 + u64::from(next_slot),
+                    written_ts_ns: 1,
+                }),
+                None,
+            ])
+        };
+        let mut short = Join::new(0, 0, &beyond(9, 21));
         short.begin_segment(&plan).unwrap();
         assert!(short.finish().is_err());
+        // So is one whose block is inside the segment, which the join cannot see; one
+        // at the end of the segment it confirms.
+        for (watermark, accepted) in [(beyond(4, 10), false), (beyond(8, 20), true)] {
+            let mut join = Join::new(0, 0, &watermark);
+            join.begin_segment(&plan).unwrap();
+            join.piece(&report(0, 4, 0, 1)).unwrap();
+            join.piece(&report(4, 8, 104, 11)).unwrap();
+            join.piece(&blank).unwrap();
+            assert_eq!(
+                join.end_segment().and_then(|()| join.finish()).is_ok(),
+                accepted
+            );
+        }
     }
 
     proptest! {

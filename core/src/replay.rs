@@ -34,15 +34,19 @@
 //! # The durable watermark
 //!
 //! A log fswal wrote carries checkpoint records saying which event the last sync made
-//! durable. When everything present verifies but the valid data ends before that
-//! event, replay reports [`Reason::DurableDataMissing`] (truncated): a lost or
-//! misdirected write, or a removed segment, that would otherwise look like a clean end.
+//! durable, and where its block is ([`crate::watermark`]). When everything present
+//! verifies but the valid data ends before that event, replay reports
+//! [`Reason::DurableDataMissing`] (truncated): a lost or misdirected write, or a
+//! removed segment, that would otherwise look like a clean end. In strict mode it also
+//! checks that the block the record names is where it says, with the chained checksum
+//! it records; another block there, or none, is [`Reason::WatermarkMismatch`]
+//! (corrupt): the acknowledged history was replaced, even if ids still climb.
+//! Diagnostic mode, which salvages every valid block, does not check the place.
 
 use zerocopy::IntoBytes;
 
 use crate::block::Block;
 use crate::block_header::BlockHeader;
-use crate::checkpoint::{Checkpoint, CheckpointKind};
 use crate::device::BlockDevice;
 use crate::error::Error;
 use crate::event::RequestEvent;
@@ -53,6 +57,7 @@ use crate::limits::{
 };
 use crate::segment_header::{HeaderState, SealedTotals, SegmentHeader};
 use crate::store::SegmentStore;
+use crate::watermark::{Watermark, WatermarkCheck};
 
 /// How replay reacts to a problem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,7 +284,9 @@ pub struct Replay<S: SegmentStore> {
     /// After a seek: where to start instead of the first segment.
     pub(crate) start: Option<StartPoint>,
     /// The durable watermark the store's checkpoint records say the log reaches.
-    durable_floor: u64,
+    watermark: Watermark,
+    /// Whether the log holds the watermark's block where its record says (strict mode).
+    check: WatermarkCheck,
 }
 
 impl<S: SegmentStore> Replay<S> {
@@ -296,7 +303,8 @@ impl<S: SegmentStore> Replay<S> {
             summary: Summary::EMPTY,
             skip_below: 0,
             start: None,
-            durable_floor: 0,
+            watermark: Watermark::default(),
+            check: WatermarkCheck::default(),
         }
     }
 
@@ -416,10 +424,20 @@ impl<S: SegmentStore> Replay<S> {
         })
     }
 
+    /// The durable watermark the log's checkpoint records give; read when replay starts.
+    #[must_use]
+    pub fn watermark(&self) -> &Watermark {
+        &self.watermark
+    }
+
     /// Lists the store, reads its durable watermark, and positions replay at its first
     /// segment (or the seek target).
     fn begin(&mut self) -> Result<(), Error<S::Error>> {
-        self.durable_floor = durable_floor(&mut self.store)?;
+        self.watermark = Watermark::read(&mut self.store)?;
+        if self.mode == Mode::Strict {
+            let start = self.start.map(|p| (p.segment, p.slot));
+            self.check = WatermarkCheck::new(&self.watermark, start);
+        }
         let Some((first, last)) = self.store.segment_range()? else {
             self.state = State::Finish;
             return Ok(());
@@ -521,12 +539,19 @@ impl<S: SegmentStore> Replay<S> {
             self.summary.tail = self.cursor.as_ref().map(Cursor::tail);
         }
         match header_result {
-            Ok(_) => Ok(Ok(SegmentInfo {
-                index,
-                header,
-                state,
-                slots,
-            })),
+            Ok(_) => {
+                if slot == 0 && !resync {
+                    if let Err(issue) = self.check.segment_start(index, self.last_event_id) {
+                        return Ok(Err((issue, ScanFrom::Slot { slot: 0 })));
+                    }
+                }
+                Ok(Ok(SegmentInfo {
+                    index,
+                    header,
+                    state,
+                    slots,
+                }))
+            }
             Err(reason) => {
                 let offset = match reason {
                     Reason::SegmentTooShort { len_bytes } => len_bytes,
@@ -629,6 +654,14 @@ impl<S: SegmentStore> Replay<S> {
                     return Ok(Some(SlotOutcome::Problem(issue(reason), here)));
                 }
                 let h = &self.buf.header;
+                // A valid block, but where the watermark's record names another one: not
+                // the acknowledged history, so not yielded.
+                if let Err(mismatch) =
+                    self.check
+                        .block(segment, slot, h.chained_checksum(), h.last_event_id())
+                {
+                    return Ok(Some(SlotOutcome::Problem(mismatch, here)));
+                }
                 let count = u32::from(h.event_count());
                 cur.chain = Some(h.chained_checksum());
                 cur.next_slot = slot.saturating_add(1);
@@ -665,7 +698,7 @@ impl<S: SegmentStore> Replay<S> {
             offset_bytes,
             reason,
         };
-        match cur.state {
+        let totals = match cur.state {
             Some(HeaderState::Sealed(t)) if cur.complete => {
                 let field = if cur.events != t.event_count {
                     Some(("event_count", 12))
@@ -684,14 +717,21 @@ impl<S: SegmentStore> Replay<S> {
                 Some(issue(0, Reason::UnsealedSegmentNotLast))
             }
             _ => None,
-        }
+        };
+        let next_slot = cur.next_slot;
+        totals.or_else(|| self.check.segment_end(index, next_slot).err())
     }
 
     /// When everything present verified but the log ends before its durable watermark:
-    /// the issue, placed where the missing data should have started.
+    /// the issue, placed where the missing data should have started; or, when it reaches
+    /// the watermark's id without ever coming to the place its record names, that
+    /// mismatch.
     fn durable_data_missing(&self) -> Option<Issue> {
-        if self.summary.issues > 0 || self.last_event_id >= self.durable_floor {
+        if self.summary.issues > 0 {
             return None;
+        }
+        if self.last_event_id >= self.watermark.durable_event_id {
+            return self.check.unreached();
         }
         let (segment, slot) = self
             .summary
@@ -702,7 +742,7 @@ impl<S: SegmentStore> Replay<S> {
             block: Some(slot),
             offset_bytes: block_offset_bytes(slot),
             reason: Reason::DurableDataMissing {
-                durable_event_id: self.durable_floor,
+                durable_event_id: self.watermark.durable_event_id,
             },
         })
     }
@@ -721,7 +761,9 @@ impl<S: SegmentStore> Replay<S> {
         if self.summary.first_issue.is_none() {
             self.summary.first_issue = Some(issue);
         }
-        let status = if next.is_some() {
+        // A log that is not the acknowledged history is damaged whatever follows.
+        let replaced = matches!(issue.reason, Reason::WatermarkMismatch { .. });
+        let status = if next.is_some() || replaced {
             Status::Corrupt
         } else {
             Status::Truncated
@@ -817,22 +859,6 @@ impl<S: SegmentStore> Replay<S> {
         }
         Ok(None)
     }
-}
-
-/// The durable watermark of `store`: the highest event id its checkpoint records
-/// (sealed and synced) say a sync made durable, 0 without a readable record. A damaged
-/// record is ignored: it is never trusted over the segments, only used to notice that
-/// they end too early.
-pub fn durable_floor<S: SegmentStore>(store: &mut S) -> Result<u64, S::Error> {
-    let mut floor = 0u64;
-    for kind in CheckpointKind::ALL {
-        if let Some(record) = store.read_checkpoint(kind)? {
-            if let Ok(c) = Checkpoint::decode(&record) {
-                floor = floor.max(c.last_event_id);
-            }
-        }
-    }
-    Ok(floor)
 }
 
 /// A block the forward scan found.

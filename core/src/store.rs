@@ -41,15 +41,16 @@ pub trait SegmentStore {
         initial: &[u8],
     ) -> Result<Self::Device, Self::Error>;
 
-    /// Keeps a durable copy of `bytes`, found at `offset_bytes` of segment `index`,
-    /// before recovery clears them.
+    /// Makes durable what the store lists and records now, whoever changed it: which
+    /// segments exist (for a directory, its entries: creations, renames, removals) and
+    /// both checkpoint records.
     ///
-    /// Recovery clears only a torn tail: bytes after the last valid block that do not
-    /// verify, which no successful sync covered under the crash contract. It still
-    /// keeps them, because recovery must never destroy what might be the only copy
-    /// of an event; a store that cannot keep them must fail, and recovery then
-    /// refuses to clear anything.
-    fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), Self::Error>;
+    /// A writer reopening a log calls it, with a sync of every segment that may hold
+    /// unsynced writes, before it relies on anything it read (to create a segment,
+    /// write a checkpoint or acknowledge an event): after a process crash, what the
+    /// crashed process did may be visible through a cache and still not durable, and a
+    /// later power cut would then take it away from under what was built on it.
+    fn sync_metadata(&mut self) -> Result<(), Self::Error>;
 
     /// Removes segment `index` durably (for a directory: unlink, then sync the
     /// directory). Only retention calls it, and only for a sealed segment older than
@@ -97,8 +98,8 @@ impl<T: SegmentStore + ?Sized> SegmentStore for &mut T {
     ) -> Result<Self::Device, Self::Error> {
         T::create_segment(self, index, size_bytes, initial)
     }
-    fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), Self::Error> {
-        T::preserve(self, index, offset_bytes, bytes)
+    fn sync_metadata(&mut self) -> Result<(), Self::Error> {
+        T::sync_metadata(self)
     }
     fn remove_segment(&mut self, index: u32) -> Result<(), Self::Error> {
         T::remove_segment(self, index)

@@ -150,8 +150,8 @@ impl crate::store::SegmentStore for FailingStore {
         let d = self.inner.create_segment(index, size, initial)?;
         Ok(self.wrap(d))
     }
-    fn preserve(&mut self, index: u32, offset: u64, bytes: &[u8]) -> Result<(), Self::Error> {
-        self.inner.preserve(index, offset, bytes)
+    fn sync_metadata(&mut self) -> Result<(), Self::Error> {
+        self.inner.sync_metadata()
     }
     fn remove_segment(&mut self, index: u32) -> Result<(), Self::Error> {
         self.inner.remove_segment(index)

@@ -27,14 +27,15 @@ use crate::checkpoint::{Checkpoint, CheckpointDefect, CheckpointFields, Checkpoi
 use crate::device::BlockDevice;
 use crate::error::Error;
 use crate::event::RequestEvent;
-use crate::issue::Status;
 use crate::limits::{
     BLOCK_EVENTS_MAX, SEGMENT_BLOCKS_DEFAULT, SEGMENT_HEADER_SIZE_BYTES, SEGMENT_INDEX_MAX,
-    block_offset_bytes, is_valid_segment_blocks, segment_size_bytes, slot_bytes_present, slots_in,
+    block_offset_bytes, is_valid_segment_blocks, segment_size_bytes, slots_in,
 };
+use crate::recovery::{Decision, Findings, Refusal, SealReason, SetAside, decide, set_aside_after};
 use crate::replay::{Mode, Replay, StartPoint, Summary, Tail};
 use crate::segment_header::{HeaderState, SealedTotals, SegmentHeader};
 use crate::store::SegmentStore;
+use crate::watermark::Watermark;
 
 /// A source of wall-clock time for segment timestamps, in ns since the Unix epoch.
 pub trait Clock {
@@ -323,24 +324,39 @@ pub enum CheckpointUse {
     Confirmed(CheckpointFields),
 }
 
-/// A torn tail that recovery cleared.
+impl CheckpointUse {
+    /// The record's fields, when it decoded.
+    #[must_use]
+    pub fn fields(&self) -> Option<CheckpointFields> {
+        match self {
+            Self::Confirmed(fields) => Some(*fields),
+            Self::Absent | Self::Invalid(_) => None,
+        }
+    }
+}
+
+/// The open last segment, sealed by recovery where its valid blocks end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClearedTail {
-    /// The segment it was in.
+#[non_exhaustive]
+pub struct SealedTail {
+    /// The segment.
     pub segment: u32,
-    /// The first slot cleared (the slot after the last valid block).
-    pub from_slot: u32,
-    /// Slots that held bytes and were cleared (each preserved first).
-    pub slots_cleared: u32,
-    /// Bytes preserved through [`SegmentStore::preserve`].
-    pub bytes_preserved: u64,
+    /// The block count it was sealed with: its valid blocks, in slots `0..block_count`.
+    pub block_count: u32,
+    /// The whole block slots the segment holds.
+    pub slots: u32,
+    /// Why it was sealed early.
+    pub reason: SealReason,
+    /// What its slots after the valid blocks hold, left in place, if any is not blank.
+    pub set_aside: Option<SetAside>,
 }
 
 /// What opening a log for append found and did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Recovery {
-    /// What replay found, before any clearing (with [`OpenScan::FromCheckpoint`], over
-    /// the segments it read).
+    /// What replay found, before recovery acted (with [`OpenScan::FromCheckpoint`],
+    /// over the segments it read).
     pub summary: Summary,
     /// The segment replay started at.
     pub scanned_from_segment: Option<u32>,
@@ -348,8 +364,24 @@ pub struct Recovery {
     pub checkpoint: CheckpointUse,
     /// The sync mark found.
     pub mark: CheckpointUse,
-    /// The torn tail cleared, if there was one.
-    pub cleared: Option<ClearedTail>,
+    /// The durable watermark the two records gave.
+    pub watermark: Watermark,
+    /// The open last segment, when recovery sealed it early (a torn tail, or a file too
+    /// short to append to).
+    pub sealed_tail: Option<SealedTail>,
+}
+
+/// What retention needs to know of the segments present, kept up to date by the writer
+/// so that a rotation costs what it deletes, not what the log holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ledger {
+    /// Every index below this one is gone.
+    oldest: u32,
+    /// Segments present, at most: the indices from `oldest` to the newest, less those
+    /// found missing. A missing index counts until retention comes to it.
+    count: u64,
+    /// Bytes of the segments present (their full size), when retention limits bytes.
+    bytes: u64,
 }
 
 /// Appends events to a log of segments.
@@ -366,19 +398,34 @@ pub struct WalWriter<S: SegmentStore, C: Clock> {
     last_event_id: u64,
     durable_event_id: u64,
     poisoned: bool,
+    /// The segment the sealed checkpoint names, once one was read or written.
+    checkpoint_segment: Option<u32>,
+    /// The segments retention may delete; `None` without retention.
+    ledger: Option<Ledger>,
 }
 
 impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
     /// Opens the log in `store` for append, recovering it first.
     ///
-    /// Strict replay finds the end of the log. If everything verifies, appending goes
-    /// on after the last event: in the last segment if it is open, else in a new one.
-    /// If the only problem is a torn tail in the open last segment (slots after the
-    /// last valid block hold bytes that do not verify, and nothing valid follows),
-    /// those slots are preserved through [`SegmentStore::preserve`], cleared and
-    /// synced, and appending goes on from the last valid block. Any other problem
-    /// (damage before the end, a sealed segment missing blocks, a damaged header)
-    /// refuses with [`Error::Damaged`] and changes nothing.
+    /// Strict replay finds the end of the log, and [`crate::recovery::decide`] says
+    /// what to do with it. If everything verifies, appending goes on after the last
+    /// event: in the last segment if it is open, else in a new one. If the only problem
+    /// is a torn tail in the open last segment (slots after the last valid block hold
+    /// bytes that do not verify, and nothing valid follows, or valid blocks after a
+    /// hole that a durable watermark proves were never acknowledged), that segment is
+    /// sealed at its last valid block, the slots after it are left in place (replay
+    /// never reads past a sealed block count), and appending goes on in a new segment:
+    /// nothing is copied, nothing erased. Any other problem (damage before the end, a
+    /// sealed segment missing blocks, a damaged header, lost durable data, replaced
+    /// history) refuses with an error and changes nothing.
+    ///
+    /// Before it relies on anything it read, it makes that durable: a process that
+    /// crashed may have left writes visible through the cache that no sync covered, and
+    /// a segment created, a checkpoint written or an event acknowledged on top of them
+    /// would be lost with them in a later power cut. So every segment that may hold
+    /// such writes is synced (those from the one the newest checkpoint record names to
+    /// the last: a segment is sealed and synced before the next one is created), and
+    /// so is the store's metadata ([`SegmentStore::sync_metadata`]).
     pub fn open(
         mut store: S,
         clock: C,
@@ -396,18 +443,7 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
         }
         let checkpoint = read_checkpoint(&mut store, CheckpointKind::Sealed)?;
         let mark = read_checkpoint(&mut store, CheckpointKind::Synced)?;
-        // The durable watermark: events up to it were covered by a sync that returned.
-        let durable_floor = [checkpoint, mark]
-            .iter()
-            .filter_map(|c| match c {
-                CheckpointUse::Confirmed(c) => Some(c.last_event_id),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0);
-        let watermarked = [checkpoint, mark]
-            .iter()
-            .any(|c| matches!(c, CheckpointUse::Confirmed(_)));
+        let watermark = Watermark::from_records([checkpoint.fields(), mark.fields()]);
         let range = store.segment_range()?;
         let scan_from = match (config.open_scan, checkpoint, range) {
             // A checkpoint at slot 0 names a segment that was empty: its last event is in
@@ -432,42 +468,11 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
         }
         let summary = replay.run(|_| {})?;
         let found = summary.last_event_id.unwrap_or(0);
-        let durable_missing = Error::DurableDataMissing {
-            durable_event_id: durable_floor,
-            found_event_id: found,
-            issue: summary.first_issue,
-        };
-        let mut cleared = None;
-        let tail_is_clearable = is_clearable_tail(&summary, range);
-        match (summary.status, summary.first_issue) {
-            // Events up to the watermark were acknowledged: a log that no longer reaches
-            // them has lost data a sync covered (segments removed behind fswal's back).
-            (Status::Ok, _) if found < durable_floor => return Err(durable_missing),
-            (Status::Ok, _) => {}
-            // Damage with valid data after it, other than a reordered tail (below).
-            (Status::Corrupt, Some(issue)) if !(tail_is_clearable && watermarked) => {
-                return Err(Error::Damaged {
-                    issue,
-                    status: Status::Corrupt,
-                });
-            }
-            // Whatever the problem, acknowledged events beyond it are never cleared.
-            (_, Some(_)) if found < durable_floor => return Err(durable_missing),
-            // A torn tail: slots after the last valid block that do not verify.
-            (Status::Truncated, Some(issue)) if tail_is_clearable => {
-                cleared = Some(clear_torn_tail(&mut store, &summary, issue.segment)?);
-            }
-            // Valid blocks after a hole, all in the open last segment and past the
-            // watermark: writes a crash reordered, none of them acknowledged (every
-            // acknowledged event is at or below the watermark, which fswal keeps for this
-            // log). Without fswal's watermark records nothing proves that, and the arm
-            // above refused it like any damage.
-            (Status::Corrupt, Some(issue)) => {
-                cleared = Some(clear_torn_tail(&mut store, &summary, issue.segment)?);
-            }
-            (status, Some(issue)) => return Err(Error::Damaged { issue, status }),
-            (_, None) => return Err(Error::LogicBug("damaged log without an issue")),
+        let decision = decide(&Findings::of(&summary, &watermark, range.map(|r| r.1)));
+        if let Decision::Refuse(why) = decision {
+            return Err(refusal(why, &summary, &watermark));
         }
+        make_read_durable(&mut store, &[checkpoint, mark], range)?;
         let mut writer = Self {
             store,
             clock,
@@ -477,25 +482,33 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             last_event_id: found,
             durable_event_id: found,
             poisoned: false,
+            checkpoint_segment: checkpoint.fields().map(|c| c.segment_index),
+            ledger: None,
         };
+        let mut sealed_tail = None;
         if let Some(tail) = summary.tail {
             writer.next_index = tail
                 .segment
                 .checked_add(1)
                 .ok_or(Error::SegmentIndexExhausted)?;
-            if !tail.sealed {
-                let device =
-                    writer
-                        .store
-                        .open_segment(tail.segment)?
-                        .ok_or(Error::SegmentVanished {
-                            segment: tail.segment,
-                        })?;
-                let mut active = SegmentWriter::resume(device, &tail)?;
-                // What replay read may still be only in a cache: make it durable before
-                // calling it durable.
-                active.device.sync()?;
-                writer.active = Some(active);
+            match decision {
+                Decision::Resume => {
+                    let device =
+                        writer
+                            .store
+                            .open_segment(tail.segment)?
+                            .ok_or(Error::SegmentVanished {
+                                segment: tail.segment,
+                            })?;
+                    writer.active = Some(SegmentWriter::resume(device, &tail)?);
+                }
+                Decision::SealTail(reason) => {
+                    sealed_tail = Some(writer.seal_tail(&tail, reason)?);
+                }
+                Decision::AfterSealed => {}
+                Decision::Start | Decision::Refuse(_) => {
+                    return Err(Error::LogicBug("a log with segments decided as empty"));
+                }
             }
             // Rewrite the checkpoint only if it does not already record this end: a
             // recovery that finds nothing to do changes nothing.
@@ -511,19 +524,99 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
                     tail.chain,
                 )?;
             }
-        } else if !watermarked {
+        } else if !watermark.kept {
             // A new log: record that fswal keeps its watermark from the start, so that a
             // crash before the first seal can still be told from damage.
             writer.write_checkpoint(CheckpointKind::Sealed, 0, 0, 0)?;
         }
+        writer.ledger = writer.build_ledger(range)?;
         let recovery = Recovery {
             summary,
             scanned_from_segment: scan_from,
             checkpoint,
             mark,
-            cleared,
+            watermark,
+            sealed_tail,
         };
         Ok((writer, recovery))
+    }
+
+    /// Seals the open last segment `tail` where its valid blocks end, leaving the slots
+    /// after them as they are, and reports what they hold.
+    fn seal_tail(
+        &mut self,
+        tail: &Tail,
+        reason: SealReason,
+    ) -> Result<SealedTail, Error<S::Error>> {
+        let mut device = self
+            .store
+            .open_segment(tail.segment)?
+            .ok_or(Error::SegmentVanished {
+                segment: tail.segment,
+            })?;
+        let set_aside = set_aside_after(&mut device, tail.next_slot)?;
+        let totals = SealedTotals {
+            block_count: tail.next_slot,
+            event_count: tail.event_count,
+            first_event_id: tail.first_event_id,
+            last_event_id: tail.last_event_id,
+            last_chained_checksum: if tail.next_slot == 0 { 0 } else { tail.chain },
+        };
+        let sealed = tail.header.sealed(&totals, self.clock.now_ns());
+        // Verified before it is written: a header that does not check would turn a torn
+        // tail into damage.
+        if !matches!(sealed.check(tail.segment), Ok(HeaderState::Sealed(_))) {
+            return Err(Error::LogicBug("the sealed tail header does not verify"));
+        }
+        // The valid blocks are durable already (recovery synced what it read), so the
+        // header vouches only for durable blocks.
+        device.write_all_at(0, sealed.as_bytes())?;
+        device.sync()?;
+        drop(device);
+        self.store.segment_sealed(tail.segment)?;
+        Ok(SealedTail {
+            segment: tail.segment,
+            block_count: tail.next_slot,
+            slots: tail.slots,
+            reason,
+            set_aside,
+        })
+    }
+
+    /// The ledger retention keeps, for the segments in `range`; `None` without
+    /// retention. Only a limit on bytes needs the size of every segment, read once here.
+    fn build_ledger(
+        &mut self,
+        range: Option<(u32, u32)>,
+    ) -> Result<Option<Ledger>, Error<S::Error>> {
+        let Retention {
+            segments_max,
+            bytes_max,
+        } = self.config.retention;
+        if segments_max.is_none() && bytes_max.is_none() {
+            return Ok(None);
+        }
+        let Some((first, last)) = range else {
+            return Ok(Some(Ledger {
+                oldest: 0,
+                count: 0,
+                bytes: 0,
+            }));
+        };
+        let mut bytes = 0u64;
+        if bytes_max.is_some() {
+            // Bounded by the segments present.
+            for index in first..=last {
+                if let Some(device) = self.store.open_segment(index)? {
+                    bytes = bytes.saturating_add(device.len_bytes());
+                }
+            }
+        }
+        Ok(Some(Ledger {
+            oldest: first,
+            count: u64::from(last - first) + 1,
+            bytes,
+        }))
     }
 
     /// Replaces the checkpoint with the end of the durable log: block slot `next_slot`
@@ -543,6 +636,9 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             written_ts_ns: self.clock.now_ns(),
         });
         self.store.write_checkpoint(kind, &record.to_bytes())?;
+        if kind == CheckpointKind::Sealed {
+            self.checkpoint_segment = Some(segment);
+        }
         Ok(())
     }
 
@@ -557,40 +653,48 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             sealed.chain,
         )?;
         self.store.segment_sealed(sealed.index())?;
-        self.apply_retention()
+        self.apply_retention(None)
     }
 
     /// Deletes the oldest sealed segments while the log keeps more than the retention
-    /// allows. The newest segment and any unsealed one are never deleted.
-    fn apply_retention(&mut self) -> Result<(), Error<S::Error>> {
+    /// allows, counting a segment of `room_bytes` about to be created when given (so
+    /// that a store of fixed slots frees the slot the new segment needs first). The
+    /// newest segment and any unsealed one are never deleted, and neither is anything
+    /// after them. Costs one segment open per segment deleted: the ledger knows the
+    /// rest.
+    fn apply_retention(&mut self, room_bytes: Option<u64>) -> Result<(), Error<S::Error>> {
+        let Some(mut ledger) = self.ledger.take() else {
+            return Ok(());
+        };
+        let result = self.retire_oldest(&mut ledger, room_bytes);
+        self.ledger = Some(ledger);
+        result
+    }
+
+    fn retire_oldest(
+        &mut self,
+        ledger: &mut Ledger,
+        room_bytes: Option<u64>,
+    ) -> Result<(), Error<S::Error>> {
         let Retention {
             segments_max,
             bytes_max,
         } = self.config.retention;
-        if segments_max.is_none() && bytes_max.is_none() {
-            return Ok(());
-        }
-        let Some((first, last)) = self.store.segment_range()? else {
+        let (room_count, room) = room_bytes.map_or((0, 0), |b| (1, b));
+        let too_many = |l: &Ledger| {
+            segments_max.is_some_and(|m| l.count.saturating_add(room_count) > u64::from(m))
+                || bytes_max.is_some_and(|m| l.bytes.saturating_add(room) > m)
+        };
+        let Some(newest) = self.next_index.checked_sub(1) else {
             return Ok(());
         };
-        // Bounded by the segments in the store, which retention keeps few.
-        let mut count = 0u64;
-        let mut total_bytes = 0u64;
-        for index in first..=last {
-            if let Some(device) = self.store.open_segment(index)? {
-                count += 1;
-                total_bytes = total_bytes.saturating_add(device.len_bytes());
-            }
-        }
-        let too_many = |count: u64, bytes: u64| {
-            segments_max.is_some_and(|m| count > u64::from(m))
-                || bytes_max.is_some_and(|m| bytes > m)
-        };
-        for index in first..last {
-            if !too_many(count, total_bytes) {
-                break;
-            }
+        // Each pass moves `oldest` up by one, towards `newest`: bounded by the segments.
+        while too_many(ledger) && ledger.oldest < newest {
+            let index = ledger.oldest;
             let Some(mut device) = self.store.open_segment(index)? else {
+                // An index inside the range with no segment: it was counted, not there.
+                ledger.count = ledger.count.saturating_sub(1);
+                ledger.oldest += 1;
                 continue;
             };
             let active = self.active.as_ref().is_some_and(|a| a.index() == index);
@@ -601,11 +705,32 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             }
             let len = device.len_bytes();
             drop(device);
+            if self.checkpoint_segment == Some(index) && !self.move_checkpoint_off(index)? {
+                break;
+            }
             self.store.remove_segment(index)?;
-            count -= 1;
-            total_bytes = total_bytes.saturating_sub(len);
+            ledger.count = ledger.count.saturating_sub(1);
+            ledger.bytes = ledger.bytes.saturating_sub(len);
+            ledger.oldest += 1;
         }
         Ok(())
+    }
+
+    /// Before retention removes segment `index`, which the sealed checkpoint names:
+    /// points the checkpoint at the start of the active segment, when that is empty
+    /// (what a rotation leaves) and later, so that the durable watermark's record never
+    /// names a segment that is gone. Returns whether it could; if not, the segment
+    /// stays.
+    fn move_checkpoint_off(&mut self, index: u32) -> Result<bool, Error<S::Error>> {
+        let Some((active, next_slot)) = self.active.as_ref().map(|a| (a.index(), a.next_slot))
+        else {
+            return Ok(false);
+        };
+        if next_slot != 0 || active <= index || self.durable_event_id != self.last_event_id {
+            return Ok(false);
+        }
+        self.write_checkpoint(CheckpointKind::Sealed, active, 0, 0)?;
+        Ok(true)
     }
 
     /// Appends `event`. An event whose id is 0 or not greater than the last one, or
@@ -687,12 +812,19 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
         }
         let header = SegmentHeader::new_open(index, self.clock.now_ns());
         let size_bytes = segment_size_bytes(self.config.blocks_per_segment);
+        // Room first: on a store of fixed slots (a raw device), the new segment may need
+        // the slot of the oldest one.
+        self.apply_retention(Some(size_bytes))?;
         let device = self
             .store
             .create_segment(index, size_bytes, header.as_bytes())?;
+        if let Some(ledger) = self.ledger.as_mut() {
+            ledger.count = ledger.count.saturating_add(1);
+            ledger.bytes = ledger.bytes.saturating_add(size_bytes);
+        }
         self.active = Some(SegmentWriter::new(device, header)?);
         self.next_index = index + 1;
-        self.apply_retention()
+        self.apply_retention(None)
     }
 
     /// Makes every appended event durable and returns the durable watermark (the last
@@ -801,60 +933,52 @@ fn is_sealed<D: BlockDevice>(device: &mut D, index: u32) -> Result<bool, D::Erro
     ))
 }
 
-/// Whether the first problem of a truncated log is a torn tail recovery may clear:
-/// inside the last segment present, which is open, after its last valid block.
-fn is_clearable_tail(summary: &Summary, range: Option<(u32, u32)>) -> bool {
-    let (Some(issue), Some(tail), Some((_, last))) = (summary.first_issue, summary.tail, range)
-    else {
-        return false;
-    };
-    issue.segment == last
-        && tail.segment == last
-        && !tail.sealed
-        && issue.block.is_some_and(|b| b >= tail.next_slot)
+/// Makes durable what a crashed process may have left visible and not durable, before
+/// recovery relies on it: every segment from the one the newest checkpoint record names
+/// to the last (a record is written only once the segments before the one it names
+/// were sealed and synced: the writer syncs a segment before it creates the next), or
+/// every segment without a record; then the store's metadata.
+fn make_read_durable<S: SegmentStore>(
+    store: &mut S,
+    records: &[CheckpointUse; 2],
+    range: Option<(u32, u32)>,
+) -> Result<(), Error<S::Error>> {
+    if let Some((first, last)) = range {
+        let from = records
+            .iter()
+            .filter_map(CheckpointUse::fields)
+            .map(|c| c.segment_index)
+            .max()
+            .map_or(first, |named| named.clamp(first, last));
+        // Bounded by the segments present; normally one or two.
+        for index in from..=last {
+            if let Some(mut device) = store.open_segment(index)? {
+                device.sync()?;
+            }
+        }
+    }
+    store.sync_metadata()?;
+    Ok(())
 }
 
-/// Preserves, clears and syncs every non-blank slot of segment `index` from the
-/// tail's next slot to the end of the segment (a trailing partial slot included).
-fn clear_torn_tail<S: SegmentStore>(
-    store: &mut S,
-    summary: &Summary,
-    index: u32,
-) -> Result<ClearedTail, Error<S::Error>> {
-    let tail = summary
-        .tail
-        .ok_or(Error::LogicBug("torn tail without a tail"))?;
-    let mut device = store
-        .open_segment(index)?
-        .ok_or(Error::SegmentVanished { segment: index })?;
-    let len_bytes = device.len_bytes();
-    let mut cleared = ClearedTail {
-        segment: index,
-        from_slot: tail.next_slot,
-        slots_cleared: 0,
-        bytes_preserved: 0,
-    };
-    let mut block = Block::EMPTY;
-    let zeros = Block::EMPTY;
-    // Bounded by the segment's slots (at most SEGMENT_BLOCKS_MAX, plus a partial one).
-    for slot in tail.next_slot..=tail.slots {
-        let offset = block_offset_bytes(slot);
-        let n = slot_bytes_present(len_bytes, slot);
-        if n == 0 {
-            break;
+/// The error for a refused recovery.
+fn refusal<E>(why: Refusal, summary: &Summary, watermark: &Watermark) -> Error<E> {
+    let found_event_id = summary.last_event_id.unwrap_or(0);
+    match (why, summary.first_issue) {
+        (Refusal::HistoryReplaced, Some(issue)) => Error::HistoryReplaced { issue },
+        (Refusal::Damaged, Some(issue)) => Error::Damaged {
+            issue,
+            status: summary.status,
+        },
+        (Refusal::DurableDataMissing, issue) => Error::DurableDataMissing {
+            durable_event_id: watermark.durable_event_id,
+            found_event_id,
+            issue,
+        },
+        (Refusal::HistoryReplaced | Refusal::Damaged, None) => {
+            Error::LogicBug("a refusal without an issue")
         }
-        let (bytes, _) = block.as_mut_bytes().split_at_mut(n);
-        device.read_exact_at(offset, bytes)?;
-        if bytes.iter().all(|&b| b == 0) {
-            continue;
-        }
-        store.preserve(index, offset, bytes)?;
-        device.write_all_at(offset, zeros.as_bytes().get(..n).unwrap_or(&[]))?;
-        cleared.slots_cleared += 1;
-        cleared.bytes_preserved += n as u64;
     }
-    device.sync()?;
-    Ok(cleared)
 }
 
 #[cfg(test)]
@@ -869,7 +993,7 @@ mod tests {
 
     use super::*;
     use crate::event::EventDefect;
-    use crate::issue::Reason;
+    use crate::issue::{Reason, Status};
     use crate::mem::MemStore;
     use crate::reference::reference_event;
     use crate::segment_header::HeaderState;
@@ -991,7 +1115,7 @@ mod tests {
         let store = write_events((1..=5000).map(reference_event), 16, Some(1000), false);
         let (mut w, rec) = open(store);
         assert_eq!(rec.summary.status, Status::Ok);
-        assert_eq!(rec.cleared, None);
+        assert_eq!(rec.sealed_tail, None);
         assert_eq!((w.last_event_id(), w.durable_event_id()), (5000, 5000));
         assert_eq!(w.active_segment(), Some(1));
         assert!(matches!(
@@ -1025,31 +1149,59 @@ mod tests {
     }
 
     #[test]
-    fn torn_tail_is_preserved_cleared_and_appending_goes_on() {
+    fn a_torn_tail_is_sealed_off_in_place_and_appending_goes_on() {
         let store = write_events((1..=3000).map(reference_event), 16, Some(2560), false);
         // Blocks 0..=9 are synced; block 10 (events 2561..=2816) is written, not synced.
         let mut store = store;
         store
             .with_bytes_mut(0, |b| b[block_offset_bytes(10) as usize + 9000] ^= 1)
             .unwrap();
-        let torn = store.image(0).unwrap()[block_offset_bytes(10) as usize..][..16_448].to_vec();
+        let before = store.image(0).unwrap();
         let (mut w, rec) = open(store);
         assert_eq!(rec.summary.status, Status::Truncated);
-        let cleared = rec.cleared.unwrap();
+        let tail = rec.sealed_tail.unwrap();
         assert_eq!(
-            (cleared.segment, cleared.from_slot, cleared.slots_cleared),
-            (0, 10, 1)
+            (tail.segment, tail.block_count, tail.reason),
+            (
+                0,
+                10,
+                SealReason::TornTail {
+                    past_watermark: true
+                }
+            )
         );
-        assert_eq!(w.store().preserved(), [(0, block_offset_bytes(10), torn)]);
+        let aside = tail.set_aside.unwrap();
+        assert_eq!(
+            (aside.first_slot, aside.last_slot, aside.slots, aside.bytes),
+            (10, 10, 1, 16_448)
+        );
+        assert_eq!(aside.claimed_event_ids, Some((2561, 2816)));
         assert_eq!(w.last_event_id(), 2560);
+        // Nothing but the header changed: the torn block is still there, unread.
+        let after = w.store().image(0).unwrap();
+        assert_eq!(after[64..], before[64..]);
+        assert!(
+            matches!(header(w.store(), 0).check(0), Ok(HeaderState::Sealed(t)) if t.block_count == 10 && t.last_event_id == 2560)
+        );
         for i in 2561..=3500 {
             w.append(&reference_event(i)).unwrap();
         }
         w.close().unwrap();
         let mut store = w.into_store();
+        assert_eq!(
+            store.indices(),
+            [0, 1],
+            "appending went on in a new segment"
+        );
         let r = replay(&mut store, crate::replay::Mode::Strict, None);
         assert_eq!(r.ids, ids(1..=3500));
         assert_eq!(r.summary.status, Status::Ok);
+        let r = replay(&mut store, crate::replay::Mode::Diagnostic, None);
+        assert_eq!(
+            (r.ids, r.summary.issues),
+            (ids(1..=3500), 0),
+            "diagnostic replay never reads past a sealed block count either"
+        );
     }
 
     #[test]
@@ -1071,7 +1223,6 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(images(&store), before);
-        assert!(store.preserved().is_empty());
     }
 
     #[test]
@@ -1285,8 +1436,10 @@ mod tests {
         );
         let (w, rec) = open(store);
         assert_eq!(w.last_event_id(), 1000);
-        let cleared = rec.cleared.unwrap();
-        assert_eq!((cleared.from_slot, cleared.slots_cleared), (4, 1));
+        let tail = rec.sealed_tail.unwrap();
+        let aside = tail.set_aside.unwrap();
+        assert_eq!((tail.block_count, aside.first_slot, aside.slots), (4, 5, 1));
+        assert_eq!(aside.claimed_event_ids, Some((1257, 1512)));
         let mut store = w.into_store();
         let r = replay(&mut store, crate::replay::Mode::Strict, None);
         assert_eq!((r.ids.len(), r.summary.status), (1000, Status::Ok));
@@ -1506,8 +1659,14 @@ mod tests {
             last_event_id: 3 * 4096,
             durable_event_id: 3 * 4096,
             poisoned: false,
+            checkpoint_segment: Some(2),
+            ledger: Some(Ledger {
+                oldest: 0,
+                count: 3,
+                bytes: 3 * segment_size_bytes(16),
+            }),
         };
-        w.apply_retention().unwrap();
+        w.apply_retention(None).unwrap();
         assert_eq!(w.store().indices(), [0, 1, 2]);
     }
 

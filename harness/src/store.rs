@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use fswal_backends::dir::{DirSegment, DirStore, SegmentDir};
+use fswal_backends::dir::{CHECKPOINT_FILE_NAME, DirSegment, DirStore, MARK_FILE_NAME, SegmentDir};
 use fswal_backends::direct::DirectDevice;
 use fswal_backends::file::{FileDevice, FileError};
 use fswal_backends::lz4::MAGIC as LZ4_MAGIC;
@@ -147,8 +147,8 @@ impl SegmentStore for AnyStore {
             Self::Raw(s) => AnyDevice::Raw(s.create_segment(index, size_bytes, initial)?),
         })
     }
-    fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), FileError> {
-        each!(self, s => s.preserve(index, offset_bytes, bytes))
+    fn sync_metadata(&mut self) -> Result<(), FileError> {
+        each!(self, s => s.sync_metadata())
     }
     fn remove_segment(&mut self, index: u32) -> Result<(), FileError> {
         each!(self, s => s.remove_segment(index))
@@ -201,6 +201,21 @@ impl AnyStore {
         }
     }
 
+    /// The durable watermark's two records, as a user finds them: the checkpoint and
+    /// sync mark files of a directory, or the sectors of a raw device.
+    #[must_use]
+    pub fn watermark_records(&self) -> String {
+        match self {
+            Self::Raw(s) => format!(
+                "the checkpoint and sync-mark sectors of {} (offsets 4096 and 8192)",
+                s.path().display()
+            ),
+            Self::File(s) => dir_watermark_records(s.path()),
+            Self::Mmap(s) => dir_watermark_records(s.path()),
+            Self::Direct(s) => dir_watermark_records(s.path()),
+        }
+    }
+
     /// An issue as one line naming where it is.
     #[must_use]
     pub fn issue_line(&self, issue: &Issue) -> String {
@@ -214,6 +229,15 @@ impl AnyStore {
             issue.reason
         )
     }
+}
+
+/// The checkpoint and sync mark files of the WAL directory `dir`.
+fn dir_watermark_records(dir: &Path) -> String {
+    format!(
+        "{} and {}",
+        dir.join(CHECKPOINT_FILE_NAME).display(),
+        dir.join(MARK_FILE_NAME).display()
+    )
 }
 
 /// What a path turned out to be.

@@ -324,10 +324,20 @@ fn a_stale_block_from_a_reused_file_never_replays() {
         "reported: the stale block ends the valid data"
     );
     assert_eq!(opened.expect("recovered"), 9000);
-    // Its placing right after the last valid block makes it a torn tail: recovery keeps
-    // a copy and clears it.
+    // Its placing right after the last valid block makes it a torn tail: recovery seals
+    // the segment before it and leaves it where it is, never to be replayed.
     let recovered = FaultStore::from_image(&image);
     let (_, rec) = WalWriter::open(recovered.clone(), clock, config()).expect("recover");
-    assert_eq!(rec.cleared.map(|c| c.slots_cleared), Some(1));
-    assert_eq!(recovered.preserved()[0].2, stale);
+    let aside = rec
+        .sealed_tail
+        .and_then(|t| t.set_aside)
+        .expect("set aside");
+    assert_eq!(aside.slots, 1);
+    assert_eq!(
+        aside.claimed_event_ids,
+        Some((1, 256)),
+        "the stale block's own ids"
+    );
+    let after = recovered.snapshot().durable_image();
+    assert_eq!(after.segments[&2][next..next + BLOCK_SIZE_BYTES], stale[..]);
 }

@@ -33,7 +33,7 @@ use fswal_core::parallel::{
     Join, PIECE_BLOCKS, Piece, PieceReport, SegmentPlan, Unusual, check_piece,
     check_piece_in_chunks, piece_bytes, plan_segment, read_seed,
 };
-use fswal_core::replay::durable_floor;
+use fswal_core::watermark::Watermark;
 use fswal_core::{
     Block, BlockDevice, Error, Mode, Replay, RequestEvent, SegmentStore, Step, Summary,
 };
@@ -203,7 +203,7 @@ impl ParallelReplay {
     where
         S: SegmentStore + Send,
     {
-        let floor = durable_floor(store)?;
+        let watermark = Watermark::read(store)?;
         let Some((first, last)) = store.segment_range()? else {
             return Ok(Err(Unusual::segment(0)));
         };
@@ -242,7 +242,7 @@ impl ParallelReplay {
             }
             let outcome = consume(
                 &plans,
-                (first, last, floor),
+                (first, last, &watermark),
                 self.piece_blocks,
                 &results,
                 &pools,
@@ -264,14 +264,14 @@ impl ParallelReplay {
 /// events.
 fn consume<F: FnMut(&[RequestEvent])>(
     plans: &[SegmentPlan],
-    (first, last, floor): (u32, u32, u64),
+    (first, last, watermark): (u32, u32, &Watermark),
     piece_blocks: u32,
     results: &[Receiver<Checked>],
     pools: &[SyncSender<Vec<Block>>],
     mut deliver: Option<&mut F>,
     delivered_last_id: &mut u64,
 ) -> Result<Summary, Unusual> {
-    let mut join = Join::new(first, last, floor);
+    let mut join = Join::new(first, last, watermark);
     let mut index = 0usize;
     for plan in plans {
         join.begin_segment(plan)?;

@@ -85,8 +85,8 @@ impl<S: SegmentStore> SegmentStore for TimedStore<S> {
         })
     }
 
-    fn preserve(&mut self, index: u32, offset_bytes: u64, bytes: &[u8]) -> Result<(), S::Error> {
-        self.inner.preserve(index, offset_bytes, bytes)
+    fn sync_metadata(&mut self) -> Result<(), S::Error> {
+        self.inner.sync_metadata()
     }
 
     fn remove_segment(&mut self, index: u32) -> Result<(), S::Error> {

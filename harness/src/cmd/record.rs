@@ -18,8 +18,9 @@ use fswal_backends::dir::{DirStore, SegmentDir};
 use fswal_backends::raw::RawStore;
 use fswal_core::limits::BLOCK_EVENTS_MAX;
 use fswal_core::limits::{SEGMENT_BLOCKS_DEFAULT, SEGMENT_BLOCKS_MAX, SEGMENT_BLOCKS_MIN};
+use fswal_core::recovery::SealReason;
 use fswal_core::reference::reference_event;
-use fswal_core::writer::{ClearedTail, OpenScan, Retention};
+use fswal_core::writer::{OpenScan, Recovery, Retention};
 use fswal_core::{WalWriter, WriterConfig};
 
 use crate::clock::wall_clock_ns;
@@ -82,23 +83,60 @@ pub struct RecordArgs {
     pub no_sync_marks: bool,
 }
 
-/// The line recovery prints when it cleared a torn tail.
+/// The line recovery prints when it sealed the open last segment early, or `None`
+/// when it did not.
 #[must_use]
-pub fn cleared_line(store: &AnyStore, c: &ClearedTail) -> String {
-    let kept = match store {
-        AnyStore::Raw(_) => "in the device's quarantine area".to_string(),
-        _ => format!("as {}.torn-*", store.segment_file(c.segment).display()),
-    };
-    format!(
-        "recovered: cleared a torn tail of {} block slots in {} from block {} on ({} bytes preserved {kept})",
-        c.slots_cleared,
-        store.locate(
-            c.segment,
-            fswal_core::limits::block_offset_bytes(c.from_slot)
+pub fn recovery_line(store: &AnyStore, recovery: &Recovery) -> Option<String> {
+    let t = recovery.sealed_tail?;
+    let file = store.segment_file(t.segment);
+    let at = fswal_core::limits::block_offset_bytes(t.block_count);
+    let next = store.segment_file(t.segment.saturating_add(1));
+    let sealed = format!(
+        "sealed {} at block {} (offset {at}), after its last valid block",
+        file.display(),
+        t.block_count
+    );
+    let goes_on = format!("appending goes on in {}", next.display());
+    let aside = t.set_aside.map(|a| {
+        let claimed = a
+            .claimed_event_ids
+            .map(|(first, last)| format!("; their block headers claim events {first}..={last}"))
+            .unwrap_or_default();
+        format!(
+            "block slots {}..={} ({} non-blank, {} bytes{claimed})",
+            a.first_slot, a.last_slot, a.slots, a.bytes
+        )
+    });
+    Some(match (t.reason, aside) {
+        (
+            SealReason::TornTail {
+                past_watermark: true,
+            },
+            Some(aside),
+        ) => format!(
+            "recovered: {sealed}; {aside}, never acknowledged (past the durable watermark, event {}), are set aside in place and never replayed (`fswal preserved` lists and exports them); {goes_on}",
+            recovery.watermark.durable_event_id
         ),
-        c.from_slot,
-        c.bytes_preserved,
-    )
+        (
+            SealReason::TornTail {
+                past_watermark: false,
+            },
+            Some(aside),
+        ) => format!(
+            "WARNING: recovered without a durable watermark ({} are missing: deleted, or never written by fswal), so nothing proves that {aside} of {} were never acknowledged: data a sync may have made durable was DISCARDED from the log ({sealed}; the slots stay in place, never replayed; `fswal preserved --export DIR` copies them out); {goes_on}",
+            store.watermark_records(),
+            file.display()
+        ),
+        (SealReason::TooShort, aside) => format!(
+            "recovered: {} is shorter than a segment ({} block slots: truncated?); {sealed}{}; {goes_on}",
+            file.display(),
+            t.slots,
+            aside
+                .map(|a| format!("; {a} are set aside in place, never replayed"))
+                .unwrap_or_default()
+        ),
+        (SealReason::TornTail { .. }, None) => format!("recovered: {sealed}; {goes_on}"),
+    })
 }
 
 /// Opens the store `args` names for appending, and the block count its new segments
@@ -183,8 +221,8 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
         Ok(opened) => opened,
         Err(e) => return Err(CliError::from_core(&view(args)?, e)),
     };
-    if let Some(c) = &recovery.cleared {
-        eprintln!("fswal: {}", cleared_line(writer.store(), c));
+    if let Some(line) = recovery_line(writer.store(), &recovery) {
+        eprintln!("fswal: {line}");
     }
     let start_id = if args.resume {
         writer.last_event_id().saturating_add(1)
