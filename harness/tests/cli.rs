@@ -354,6 +354,92 @@ fn dump_of_a_damaged_log_prints_the_valid_prefix_and_exits_1() {
     assert_unchanged(&dir, &before, "dump");
 }
 
+/// Flips every bit of the byte at `offset` of `path`.
+fn flip_byte(path: &Path, offset: u64) {
+    let at = usize::try_from(offset).expect("offset");
+    let byte = fs::read(path).expect("read")[at];
+    patch(path, offset, &[byte ^ 0xff]);
+}
+
+/// The event ids of `dump`'s JSON lines, in order.
+fn dumped_ids(out: &Output) -> Vec<u64> {
+    stdout(out)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("json line");
+            v["event_id"].as_u64().expect("event_id")
+        })
+        .collect()
+}
+
+#[test]
+fn dump_from_never_prints_events_past_damage_in_its_starting_segment() {
+    // Issue 9, defect 7: a byte inside event 1 of block 5 of segment 1 (events
+    // 5377..=5632) is flipped; strict replay stops at 5376. The seek used to start at
+    // block 6, seeded by block 5's intact header, and printed 5700..=10000 with exit 0.
+    let (_tmp, dir) = recorded(10_000);
+    let seg1 = dir.join("FS.00000001.wal");
+    flip_byte(&seg1, 64 + 5 * BLOCK + 164);
+    let before = snapshot(&dir);
+    let named = format!("{}: offset {} (block 5)", p(&seg1), 64 + 5 * BLOCK);
+
+    let out = fswal(&["dump", "--from", "5700", p(&dir)]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(
+        dumped_ids(&out),
+        Vec::<u64>::new(),
+        "nothing at or above 5700 precedes the damage"
+    );
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&named) && err.contains("FS.00000001.wal"),
+        "{err}"
+    );
+    assert_eq!(64 + 5 * BLOCK, 82_304);
+
+    let out = fswal(&["dump", "--from", "5000", p(&dir)]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(dumped_ids(&out), (5000..=5376).collect::<Vec<u64>>());
+    assert!(stderr(&out).contains(&named), "{}", stderr(&out));
+
+    let out = fswal(&["dump", "--from", "5000", "--verify-prefix", p(&dir)]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(dumped_ids(&out), (5000..=5376).collect::<Vec<u64>>());
+    assert_unchanged(&dir, &before, "dump --from");
+}
+
+#[test]
+fn verify_prefix_sees_damage_in_earlier_segments_that_a_seek_does_not_read() {
+    // Damage inside an event of block 3 of sealed segment 0, its header intact. A seek
+    // into segment 2 reads only segment 0's header, which vouches for totals and ids,
+    // not for block bytes: the documented trade. `--verify-prefix` reads it all.
+    let (_tmp, dir) = recorded(10_000);
+    let seg0 = dir.join("FS.00000000.wal");
+    flip_byte(&seg0, 64 + 3 * BLOCK + 64 + 100);
+
+    let out = fswal(&["dump", "--from", "9000", p(&dir)]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(dumped_ids(&out), (9000..=10_000).collect::<Vec<u64>>());
+
+    let out = fswal(&["dump", "--from", "9000", "--verify-prefix", p(&dir)]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(dumped_ids(&out), Vec::<u64>::new());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: offset {} (block 3)",
+            p(&seg0),
+            64 + 3 * BLOCK
+        )),
+        "{err}"
+    );
+
+    // `--verify-prefix` only means something with `--from`.
+    assert_eq!(code(&fswal(&["dump", "--verify-prefix", p(&dir)])), 2);
+}
+
 #[test]
 fn record_seals_and_keeps_ids_increasing() {
     let (_tmp, dir) = recorded(300);

@@ -1,10 +1,18 @@
-//! `fswal dump [--format jsonl|csv] [--from ID] [--limit N] PATH`: prints the verified
-//! events in order, one per line.
+//! `fswal dump [--format jsonl|csv] [--from ID [--verify-prefix]] [--limit N] PATH`:
+//! prints the verified events in order, one per line.
 //!
 //! Replay is strict: the events printed are the valid prefix of the log. If it stops
-//! at a problem, the problem is reported on stderr, naming the file and offset, and the
-//! exit code is 1. `--from` seeks by binary search over segment and block headers
-//! without reading what comes before.
+//! at a problem, the problem is reported on stderr in one line naming the file and
+//! offset, and the exit code is 1.
+//!
+//! `--from ID` prints only the events whose id is at least ID, and never one past
+//! damage the seek could have seen ([`Replay::seek`]): it checks the header of every
+//! segment up to the one holding ID (present, valid, sealed before the last, ids
+//! continuing from segment to segment) and verifies every block of that segment from
+//! its first one, the blocks before ID included. What it does not read is the blocks of
+//! the earlier segments, whose sealed headers vouch only for their totals and ids.
+//! `--verify-prefix` reads those too ([`Replay::seek_verifying_prefix`]): it misses
+//! nothing a full strict replay catches, at the cost of reading everything before ID.
 
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
@@ -32,9 +40,13 @@ pub struct DumpArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     pub format: Format,
-    /// Start at the first event whose id is at least ID.
+    /// Start at the first event whose id is at least ID. The segment holding it is
+    /// verified from its first block, and every earlier segment's header is checked.
     #[arg(long, value_name = "ID")]
     pub from: Option<u64>,
+    /// With `--from`: verify every block before ID as well, as a full replay does.
+    #[arg(long, requires = "from")]
+    pub verify_prefix: bool,
     /// Print at most N events.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
@@ -124,9 +136,14 @@ enum Failure {
 
 fn dump(store: &mut AnyStore, args: &DumpArgs, out: &mut impl Write) -> Result<Done, Failure> {
     let mut replay = Replay::new(store, Mode::Strict);
-    if let Some(id) = args.from {
-        replay.seek(id).map_err(Failure::Replay)?;
+    match (args.from, args.verify_prefix) {
+        (Some(id), true) => replay.seek_verifying_prefix(id),
+        (Some(id), false) => replay.seek(id),
+        // Clap refuses `--verify-prefix` without `--from`; without either, replay
+        // starts at the beginning anyway.
+        (None, _) => Ok(()),
     }
+    .map_err(Failure::Replay)?;
     if args.format == Format::Csv {
         writeln!(out, "{CSV_HEADER}").map_err(Failure::Output)?;
     }
