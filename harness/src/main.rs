@@ -1,4 +1,4 @@
-//! `fswal`: record, verify, dump and demonstrate FlashStrike write-ahead logs.
+//! `fswal`: record, verify, dump, salvage and demonstrate FlashStrike write-ahead logs.
 //!
 //! Exit codes: 0 success (for `verify`: everything present is valid), 1 damage or
 //! truncation found, 2 usage or I/O errors.
@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fswal_harness::cmd::{bench, crashsim, demo, dump, record, verify};
+use fswal_harness::cmd::{bench, crashsim, demo, dump, record, salvage, verify};
 
 #[derive(Parser, Debug)]
 #[command(name = "fswal", version, about = "FlashStrike write-ahead log tool")]
@@ -25,6 +25,9 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Print the verified events in order, one per line.
     Dump(dump::DumpArgs),
+    /// Copy everything diagnostic replay salvages from a damaged WAL into a new, valid
+    /// one, and report every gap.
+    Salvage(salvage::SalvageArgs),
     /// Crash a seeded workload at every point, recover every crash image, check it.
     Crashsim(crashsim::CrashsimArgs),
     /// Measure recording, verification, replay and the hot path against this machine's
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Record(a) => record::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Dump(a) => dump::run(a),
+        Command::Salvage(a) => salvage::run(a),
         Command::Crashsim(a) => crashsim::run(a),
         Command::Bench(a) => bench::run(a),
     };

@@ -8,6 +8,7 @@ pub mod crashsim;
 pub mod demo;
 pub mod dump;
 pub mod record;
+pub mod salvage;
 pub mod verify;
 
 use clap::ValueEnum;

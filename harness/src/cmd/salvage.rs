@@ -1,0 +1,936 @@
+//! `fswal salvage [--json] [--blocks-per-segment B] (SRC | --device DEV) DST`: copies
+//! everything diagnostic replay salvages from a damaged WAL into a new, valid one.
+//!
+//! A log with damage in the middle can only be refused by recovery (`record`), and
+//! strict replay stops at the damage. Salvage is the way out: it replays SRC in
+//! [`Mode::Diagnostic`] (skipping bad blocks, resynchronising on the next block that
+//! is valid on its own with larger ids) and appends every event it salvages, in order,
+//! to a new WAL at DST, then reports every gap: where it starts (segment, slot, offset,
+//! file, reason), how many issues it groups, and the ids that bound what was lost.
+//!
+//! - SRC (a WAL directory, one segment file, or a raw device) is opened read-only
+//!   exactly as `verify` opens it: nothing in it is created or modified.
+//! - DST must not exist or must be an empty directory, and must not be SRC or inside
+//!   it: salvage never writes into an existing log. It is written through
+//!   [`WalWriter`] on a [`DirStore`] (the file backend), in batches, then closed
+//!   (sealed and synced). Its segments hold `--blocks-per-segment` slots (default: as
+//!   many as SRC's first segment has, when that is a valid segment size, else 4096).
+//!   Segment headers get new timestamps, and segments are numbered from 0.
+//! - Then DST is replayed strictly, read-only, from scratch: it must be valid and yield
+//!   exactly the events salvaged (their count, first and last ids, and a digest of
+//!   their bytes). Anything else is an internal error, and success is never claimed.
+//! - A gap groups consecutive issues with no salvaged event between them. Its
+//!   `lost_after_event_id` is the last event salvaged before it (`None` when none
+//!   was), its `lost_before_event_id` the first salvaged after it (`None` when nothing
+//!   valid follows: a lost tail). Ids strictly increase, so every lost event had an id
+//!   strictly between the two.
+//!
+//! The report is one summary line and a line per gap, or with `--json` one object as
+//! the last line of stdout: `status` (SRC's: `ok`, `truncated`, `corrupt`), `source`,
+//! `destination`, `events`, `first_event_id`, `last_event_id`, `segments_written`,
+//! `gaps` (at most [`GAPS_LISTED_MAX`], each `segment`, `slot`, `offset`, `file`,
+//! `reason`, `issues`, `lost_after_event_id`, `lost_before_event_id`), `gaps_total`,
+//! `destination_verified` (always `true`: a report is printed only once it holds).
+//!
+//! Exit codes:
+//!
+//! - 0: SRC was entirely valid, and DST holds all of it and verifies.
+//! - 1: SRC had damage or truncation; DST holds everything salvaged and verifies; the
+//!   gaps (where events may have been lost) are listed.
+//! - 2: a usage or I/O error, a refused DST, nothing to salvage (SRC holds no valid
+//!   event, so there is no log to write; DST is not created), or DST failing its
+//!   verification. Nothing is claimed. When the failure came after DST was created,
+//!   the message says that what DST holds is incomplete and must not be used.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use fswal_backends::dir::{DirStore, LOCK_FILE_NAME};
+use fswal_core::checksum::chained_checksum;
+use fswal_core::limits::{
+    SEGMENT_BLOCKS_DEFAULT, SEGMENT_BLOCKS_MAX, SEGMENT_BLOCKS_MIN, is_valid_segment_blocks,
+    slots_in,
+};
+use fswal_core::{
+    BlockDevice, Issue, Mode, Replay, RequestEvent, SegmentStore, Status, Step, Summary, WalWriter,
+    WriterConfig,
+};
+use serde::Serialize;
+
+use crate::clock::wall_clock_ns;
+use crate::error::CliError;
+use crate::store::{AnyStore, Backend, Kind, TargetArgs, open_read_only};
+
+/// The most gaps a report lists; `gaps_total` counts them all.
+pub const GAPS_LISTED_MAX: usize = 1000;
+
+/// Arguments of `fswal salvage`.
+#[derive(Args, Debug)]
+// SRC is optional (`--device` replaces it) but comes before the required DST: a
+// single positional is DST. The source's arguments are those of [`TargetArgs`],
+// declared here so that the positional is named SRC.
+#[command(allow_missing_positional = true)]
+pub struct SalvageArgs {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Block slots per segment of DST (16..=524288; default: those of SRC's first
+    /// segment when valid, else 4096).
+    #[arg(
+        long,
+        value_name = "B",
+        value_parser = clap::value_parser!(u32).range(i64::from(SEGMENT_BLOCKS_MIN)..=i64::from(SEGMENT_BLOCKS_MAX))
+    )]
+    pub blocks_per_segment: Option<u32>,
+    /// The damaged WAL: a directory, or one segment file (`FS.%08u.wal`, or
+    /// `.wal.lz4`); opened read-only.
+    #[arg(
+        value_name = "SRC",
+        required_unless_present = "device",
+        conflicts_with = "device"
+    )]
+    pub source: Option<PathBuf>,
+    /// A raw block device holding the damaged WAL, instead of SRC; opened read-only.
+    #[arg(long, value_name = "DEV")]
+    pub device: Option<PathBuf>,
+    /// How SRC's segment files are read (a raw device is always read O_DIRECT).
+    #[arg(long, value_enum, default_value_t = Backend::File)]
+    pub backend: Backend,
+    /// The new WAL directory; it must not exist or must be empty.
+    #[arg(value_name = "DST")]
+    pub destination: PathBuf,
+}
+
+impl SalvageArgs {
+    /// The source, as every command names a WAL to read.
+    #[must_use]
+    pub fn target(&self) -> TargetArgs {
+        TargetArgs {
+            path: self.source.clone(),
+            device: self.device.clone(),
+            backend: self.backend,
+        }
+    }
+}
+
+/// A digest of a sequence of events: their count, first and last ids, and a hash
+/// chained over their bytes one event at a time, so that it does not depend on how
+/// the events are cut into blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Digest {
+    /// Events digested.
+    pub events: u64,
+    /// Id of the first.
+    pub first_event_id: Option<u64>,
+    /// Id of the last.
+    pub last_event_id: Option<u64>,
+    /// XXH64 of each event's bytes, seeded with the value after the event before it
+    /// (0 before the first).
+    pub hash: u64,
+}
+
+impl Digest {
+    /// Adds `events`, in order.
+    pub fn add(&mut self, events: &[RequestEvent]) {
+        for event in events {
+            self.hash = chained_checksum(core::slice::from_ref(event), self.hash);
+        }
+        if let (Some(first), Some(last)) = (events.first(), events.last()) {
+            self.first_event_id.get_or_insert(first.event_id());
+            self.last_event_id = Some(last.event_id());
+        }
+        self.events += events.len() as u64;
+    }
+
+    /// The digest in words, for a message.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let ids = match (self.first_event_id, self.last_event_id) {
+            (Some(a), Some(b)) => format!(" (ids {a}..={b})"),
+            _ => String::new(),
+        };
+        format!("{} events{ids}, digest {:#018x}", self.events, self.hash)
+    }
+}
+
+/// A run of consecutive issues with no salvaged event between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    /// The first issue of the run: where the gap starts and why.
+    pub first: Issue,
+    /// Issues in the run (at least 1).
+    pub issues: u64,
+    /// The last event id salvaged before the gap, `None` when none was.
+    pub lost_after_event_id: Option<u64>,
+    /// The first event id salvaged after the gap, `None` when nothing valid follows.
+    pub lost_before_event_id: Option<u64>,
+}
+
+/// Groups the issues and salvaged events of a replay, in the order it yields them,
+/// into [`Gap`]s.
+#[derive(Debug, Default)]
+pub struct Gaps {
+    /// The gaps closed so far, at most [`GAPS_LISTED_MAX`].
+    listed: Vec<Gap>,
+    /// Every gap closed so far.
+    total: u64,
+    /// The gap issues are being added to, until the next salvaged event.
+    open: Option<Gap>,
+    /// The id of the last salvaged event.
+    last_event_id: Option<u64>,
+}
+
+impl Gaps {
+    /// An issue: it starts a gap, or joins the one no event has closed yet.
+    pub fn issue(&mut self, issue: Issue) {
+        match &mut self.open {
+            Some(gap) => gap.issues = gap.issues.saturating_add(1),
+            None => {
+                self.open = Some(Gap {
+                    first: issue,
+                    issues: 1,
+                    lost_after_event_id: self.last_event_id,
+                    lost_before_event_id: None,
+                });
+            }
+        }
+    }
+
+    /// Salvaged events with ids `first_event_id..=last_event_id`: they close the open
+    /// gap, if any.
+    pub fn events(&mut self, first_event_id: u64, last_event_id: u64) {
+        if let Some(mut gap) = self.open.take() {
+            gap.lost_before_event_id = Some(first_event_id);
+            self.close(gap);
+        }
+        self.last_event_id = Some(last_event_id);
+    }
+
+    /// The end of the replay: a gap still open is a lost tail. Returns the gaps listed
+    /// and the count of all of them.
+    #[must_use]
+    pub fn finish(mut self) -> (Vec<Gap>, u64) {
+        if let Some(gap) = self.open.take() {
+            self.close(gap);
+        }
+        (self.listed, self.total)
+    }
+
+    fn close(&mut self, gap: Gap) {
+        self.total = self.total.saturating_add(1);
+        if self.listed.len() < GAPS_LISTED_MAX {
+            self.listed.push(gap);
+        }
+    }
+}
+
+/// The block slots per segment of DST when `--blocks-per-segment` is not given: those
+/// of SRC's first segment (`first_segment_slots`) when that is a valid segment size,
+/// else the default.
+#[must_use]
+pub fn default_blocks_per_segment(first_segment_slots: Option<u32>) -> u32 {
+    first_segment_slots
+        .filter(|&slots| is_valid_segment_blocks(slots))
+        .unwrap_or(SEGMENT_BLOCKS_DEFAULT)
+}
+
+/// What the ids bounding a gap say was lost, for the text report. Ids strictly
+/// increase, so a lost event had an id strictly between the two bounds.
+#[must_use]
+pub fn lost_text(after: Option<u64>, before: Option<u64>) -> String {
+    let lowest = after.map_or(Some(1), |a| a.checked_add(1));
+    match (lowest, before) {
+        (None, _) => "nothing lost (no id follows the last one)".to_string(),
+        (Some(lowest), Some(before)) if before <= lowest => {
+            format!("no event id lost (the next id salvaged is {before})")
+        }
+        (Some(lowest), Some(before)) => {
+            let highest = before - 1;
+            let most = highest - lowest + 1;
+            let plural = if most == 1 { "" } else { "s" };
+            format!("lost ids {lowest}..={highest} (up to {most} event{plural})")
+        }
+        (Some(_), None) => match after {
+            Some(a) => format!("nothing valid follows id {a}: any event written after it is lost"),
+            None => "nothing valid follows: every event written is lost".to_string(),
+        },
+    }
+}
+
+/// What DST is, before salvage writes anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// Nothing is there: salvage creates the directory (and missing parents).
+    Absent,
+    /// An empty directory.
+    EmptyDirectory,
+    /// A directory holding something.
+    NonEmptyDirectory,
+    /// Something that is not a directory (a file, a device, a dangling link).
+    NotADirectory,
+}
+
+/// Why DST is refused, if it is: `inside_source` says whether it is SRC or inside it.
+#[must_use]
+pub fn destination_refusal(destination: Destination, inside_source: bool) -> Option<&'static str> {
+    if inside_source {
+        return Some(
+            "is the source or inside it; salvage writes the new log somewhere else (nothing was written)",
+        );
+    }
+    match destination {
+        Destination::Absent | Destination::EmptyDirectory => None,
+        Destination::NonEmptyDirectory => Some(
+            "is not empty; salvage writes only into a new or empty directory, never into an existing log (nothing was written)",
+        ),
+        Destination::NotADirectory => Some(
+            "exists and is not a directory; salvage writes only into a new or empty directory (nothing was written)",
+        ),
+    }
+}
+
+/// Looks at what `path` is, following a symbolic link.
+fn inspect_destination(path: &Path) -> Result<Destination, CliError> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Destination::Absent),
+        Err(e) => return Err(CliError::at(path, e)),
+        Ok(_) => {}
+    }
+    let metadata = match fs::metadata(path) {
+        Ok(metadata) => metadata,
+        // A link to nothing: not a directory to write into.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Destination::NotADirectory),
+        Err(e) => return Err(CliError::at(path, e)),
+    };
+    if !metadata.is_dir() {
+        return Ok(Destination::NotADirectory);
+    }
+    // One entry is enough to refuse it: only the first is read.
+    let first = fs::read_dir(path)
+        .map_err(|e| CliError::at(path, e))?
+        .next()
+        .transpose()
+        .map_err(|e| CliError::at(path, e))?;
+    Ok(if first.is_none() {
+        Destination::EmptyDirectory
+    } else {
+        Destination::NonEmptyDirectory
+    })
+}
+
+/// `base` (an existing, resolved directory) joined with `rest` (the part of a path
+/// that does not exist yet), or `None` when `rest` climbs with `..` (which the file
+/// system would resolve against directories that do not exist).
+#[must_use]
+pub fn join_missing(base: &Path, rest: &Path) -> Option<PathBuf> {
+    let mut joined = base.to_path_buf();
+    for component in rest.components() {
+        match component {
+            Component::Normal(name) => joined.push(name),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(joined)
+}
+
+/// Where `path` is, with every symbolic link of the part that exists resolved.
+fn resolve(path: &Path) -> Result<PathBuf, CliError> {
+    // Bounded by the path's components.
+    for ancestor in path.ancestors() {
+        let existing = if ancestor.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            ancestor
+        };
+        match fs::symlink_metadata(existing) {
+            Ok(_) => {
+                let base = fs::canonicalize(existing).map_err(|e| CliError::at(existing, e))?;
+                let rest = path.strip_prefix(ancestor).unwrap_or(path);
+                return join_missing(&base, rest).ok_or_else(|| {
+                    CliError::at(
+                        path,
+                        "has '..' after the part that exists; name the new directory without it (nothing was written)",
+                    )
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CliError::at(existing, e)),
+        }
+    }
+    Err(CliError::at(path, "no part of it exists, not even '.'"))
+}
+
+/// Refuses `destination` unless it is a new or empty directory outside the source
+/// directory `source_dir` (when the source is one).
+fn check_destination(destination: &Path, source_dir: Option<&Path>) -> Result<(), CliError> {
+    let inside_source = match source_dir {
+        Some(dir) => {
+            let dir = fs::canonicalize(dir).map_err(|e| CliError::at(dir, e))?;
+            resolve(destination)?.starts_with(dir)
+        }
+        None => false,
+    };
+    match destination_refusal(inspect_destination(destination)?, inside_source) {
+        Some(why) => Err(CliError::at(destination, why)),
+        None => Ok(()),
+    }
+}
+
+/// The whole block slots of the first segment of `store`, `None` without one.
+fn first_segment_slots(store: &mut AnyStore) -> Result<Option<u32>, CliError> {
+    let Some((first, _)) = store.segment_range()? else {
+        return Ok(None);
+    };
+    Ok(store
+        .open_segment(first)?
+        .map(|device| slots_in(device.len_bytes())))
+}
+
+/// The clock DST's segments are stamped with.
+type WallClock = fn() -> u64;
+
+/// Opens the new log at `destination` for append, after checking, under its writer
+/// lock, that nothing but the lock is there (the directory was checked empty before
+/// replay, but another process could have written into it since).
+fn create_log(
+    destination: &Path,
+    blocks_per_segment: u32,
+) -> Result<WalWriter<AnyStore, WallClock>, CliError> {
+    // No file prepared ahead: it would be left behind, full size, after `close`.
+    let store = DirStore::open_for_append(destination)?.prepare_ahead(false);
+    let entries = fs::read_dir(destination).map_err(|e| CliError::at(destination, e))?;
+    // Bounded by the directory's entries; the first other than the lock refuses.
+    for entry in entries {
+        let entry = entry.map_err(|e| CliError::at(destination, e))?;
+        if entry.file_name() != LOCK_FILE_NAME {
+            return Err(CliError::at(
+                destination,
+                format!(
+                    "{} appeared while salvage was starting; refusing to write into it (nothing was written)",
+                    entry.file_name().to_string_lossy()
+                ),
+            ));
+        }
+    }
+    let store = AnyStore::File(store);
+    let clock: WallClock = wall_clock_ns;
+    let (writer, _recovery) =
+        WalWriter::open(store, clock, WriterConfig::with_blocks(blocks_per_segment)).map_err(
+            |e| match DirStore::open_read_only(destination) {
+                Ok(view) => CliError::from_core(&AnyStore::File(view), e),
+                Err(_) => CliError::new(e.to_string()),
+            },
+        )?;
+    Ok(writer)
+}
+
+/// What salvage copied.
+#[derive(Debug)]
+pub struct Salvaged {
+    /// The diagnostic replay's summary of SRC.
+    pub summary: Summary,
+    /// The events salvaged, as appended to DST.
+    pub digest: Digest,
+    /// The gaps, at most [`GAPS_LISTED_MAX`].
+    pub gaps: Vec<Gap>,
+    /// Every gap.
+    pub gaps_total: u64,
+}
+
+/// An error after DST was created: what it holds must not be used.
+fn incomplete(destination: &Path, e: &CliError) -> CliError {
+    CliError::new(format!(
+        "{e}; salvage stopped: {} is incomplete and must not be used",
+        destination.display()
+    ))
+}
+
+/// Replays `source` in diagnostic mode and appends every event salvaged to a new log
+/// at `destination`, created on the first one (so that nothing is created when there
+/// is nothing to salvage), then closes it.
+fn copy(
+    source: &mut AnyStore,
+    destination: &Path,
+    blocks_per_segment: u32,
+) -> Result<Salvaged, CliError> {
+    let mut writer: Option<WalWriter<AnyStore, WallClock>> = None;
+    let mut gaps = Gaps::default();
+    let mut digest = Digest::default();
+    let mut replay = Replay::new(&mut *source, Mode::Diagnostic);
+    // Replay bounds itself: every step moves forward through a finite store.
+    loop {
+        let step = match replay.step() {
+            Ok(Some(step)) => step,
+            Ok(None) => break,
+            Err(e) => {
+                drop(replay);
+                let e = CliError::from_core(source, e);
+                return Err(match writer {
+                    Some(_) => incomplete(destination, &e),
+                    None => e,
+                });
+            }
+        };
+        match step {
+            Step::Issue(issue) => gaps.issue(issue),
+            Step::Segment(_) => {}
+            Step::Block(view) => {
+                let (Some(first), Some(last)) = (view.events.first(), view.events.last()) else {
+                    continue;
+                };
+                gaps.events(first.event_id(), last.event_id());
+                digest.add(view.events);
+                let log = match &mut writer {
+                    Some(log) => log,
+                    None => writer.insert(create_log(destination, blocks_per_segment)?),
+                };
+                // Diagnostic replay only accepts valid events with ids above the last
+                // accepted one, so a refusal here is a bug, reported as such.
+                log.append_batch(view.events)
+                    .map_err(|e| incomplete(destination, &CliError::from_core(log.store(), e)))?;
+            }
+        }
+    }
+    let summary = *replay.summary();
+    drop(replay);
+    let Some(mut log) = writer else {
+        let plural = if summary.issues == 1 { "" } else { "s" };
+        return Err(CliError::new(format!(
+            "nothing to salvage: diagnostic replay found no valid event in the source (it is {}, {} issue{plural}); {} was not created",
+            summary.status,
+            summary.issues,
+            destination.display()
+        )));
+    };
+    log.close()
+        .map_err(|e| incomplete(destination, &CliError::from_core(log.store(), e)))?;
+    drop(log);
+    let (gaps, gaps_total) = gaps.finish();
+    Ok(Salvaged {
+        summary,
+        digest,
+        gaps,
+        gaps_total,
+    })
+}
+
+/// Replays `destination` strictly, read-only, from scratch, and checks that it is
+/// valid, sealed, and holds exactly the events of `expected`. Returns the number of
+/// segments it holds.
+fn verify_destination(destination: &Path, expected: &Digest) -> Result<u32, CliError> {
+    let mut store = AnyStore::File(DirStore::open_read_only(destination)?);
+    let mut found = Digest::default();
+    let mut replay = Replay::new(&mut store, Mode::Strict);
+    // Replay bounds itself: every step moves forward through a finite store.
+    loop {
+        match replay.step() {
+            Ok(Some(Step::Block(view))) => found.add(view.events),
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => {
+                drop(replay);
+                return Err(incomplete(destination, &CliError::from_core(&store, e)));
+            }
+        }
+    }
+    let summary = *replay.summary();
+    drop(replay);
+    let problem = if let Some(issue) = &summary.first_issue {
+        Some(format!("{} at {}", summary.status, store.issue_line(issue)))
+    } else if summary.status != Status::Ok {
+        Some(summary.status.to_string())
+    } else if summary.open_segment {
+        Some("its last segment is not sealed".to_string())
+    } else if found != *expected {
+        Some(format!(
+            "it holds {}, not the {} salvaged",
+            found.describe(),
+            expected.describe()
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(CliError::new(format!(
+            "internal error: {} does not verify as what was salvaged: {problem}; it must not be used",
+            destination.display()
+        ))),
+        None => Ok(summary.segments),
+    }
+}
+
+#[derive(Serialize)]
+struct JsonGap {
+    segment: u32,
+    slot: Option<u32>,
+    offset: u64,
+    file: String,
+    reason: String,
+    issues: u64,
+    lost_after_event_id: Option<u64>,
+    lost_before_event_id: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct JsonReport {
+    status: &'static str,
+    source: String,
+    destination: String,
+    events: u64,
+    first_event_id: Option<u64>,
+    last_event_id: Option<u64>,
+    segments_written: u32,
+    gaps: Vec<JsonGap>,
+    gaps_total: u64,
+    destination_verified: bool,
+}
+
+/// Runs `fswal salvage`.
+pub fn run(args: &SalvageArgs) -> Result<ExitCode, CliError> {
+    let mut source = open_read_only(&args.target())?;
+    let source_path = args
+        .source
+        .as_deref()
+        .or(args.device.as_deref())
+        .ok_or_else(|| CliError::new("give a WAL directory, a segment file, or --device"))?;
+    let source_dir = (source.kind == Kind::Directory).then_some(source_path);
+    check_destination(&args.destination, source_dir)?;
+    let blocks_per_segment = match args.blocks_per_segment {
+        Some(blocks) => blocks,
+        None => default_blocks_per_segment(first_segment_slots(&mut source.store)?),
+    };
+    let salvaged = copy(&mut source.store, &args.destination, blocks_per_segment)?;
+    let segments_written = verify_destination(&args.destination, &salvaged.digest)?;
+    let mut out = io::stdout().lock();
+    let printed = if args.json {
+        let report = JsonReport {
+            status: salvaged.summary.status.name(),
+            source: source_path.display().to_string(),
+            destination: args.destination.display().to_string(),
+            events: salvaged.digest.events,
+            first_event_id: salvaged.digest.first_event_id,
+            last_event_id: salvaged.digest.last_event_id,
+            segments_written,
+            gaps: salvaged
+                .gaps
+                .iter()
+                .map(|g| JsonGap {
+                    segment: g.first.segment,
+                    slot: g.first.block,
+                    offset: g.first.offset_bytes,
+                    file: source
+                        .store
+                        .segment_file(g.first.segment)
+                        .display()
+                        .to_string(),
+                    reason: g.first.reason.to_string(),
+                    issues: g.issues,
+                    lost_after_event_id: g.lost_after_event_id,
+                    lost_before_event_id: g.lost_before_event_id,
+                })
+                .collect(),
+            gaps_total: salvaged.gaps_total,
+            destination_verified: true,
+        };
+        let json = serde_json::to_string(&report).map_err(|e| CliError::new(e.to_string()))?;
+        writeln!(out, "{json}")
+    } else {
+        write_text(
+            &mut out,
+            &source.store,
+            source_path,
+            &args.destination,
+            &salvaged,
+            segments_written,
+        )
+    };
+    printed.map_err(|e| CliError::new(format!("stdout: {e}")))?;
+    Ok(
+        if salvaged.summary.status == Status::Ok && salvaged.gaps_total == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
+}
+
+fn write_text(
+    out: &mut impl Write,
+    store: &AnyStore,
+    source: &Path,
+    destination: &Path,
+    salvaged: &Salvaged,
+    segments_written: u32,
+) -> io::Result<()> {
+    let d = &salvaged.digest;
+    let ids = match (d.first_event_id, d.last_event_id) {
+        (Some(a), Some(b)) => format!(" (ids {a}..={b})"),
+        _ => String::new(),
+    };
+    let gaps = match salvaged.gaps_total {
+        0 => "no gaps (the source is valid)".to_string(),
+        1 => "1 gap:".to_string(),
+        n => format!("{n} gaps:"),
+    };
+    let segment_plural = if segments_written == 1 { "" } else { "s" };
+    writeln!(
+        out,
+        "salvaged {} events{ids} from {} into {} in {segments_written} segment{segment_plural}; {gaps}",
+        d.events,
+        source.display(),
+        destination.display()
+    )?;
+    for gap in &salvaged.gaps {
+        let issue_plural = if gap.issues == 1 { "" } else { "s" };
+        writeln!(
+            out,
+            "  {}; {} issue{issue_plural}; {}",
+            store.issue_line(&gap.first),
+            gap.issues,
+            lost_text(gap.lost_after_event_id, gap.lost_before_event_id)
+        )?;
+    }
+    if salvaged.gaps_total > salvaged.gaps.len() as u64 {
+        writeln!(
+            out,
+            "  ... and {} more gaps",
+            salvaged.gaps_total - salvaged.gaps.len() as u64
+        )?;
+    }
+    if salvaged.summary.status != Status::Ok {
+        writeln!(
+            out,
+            "{} verifies; the source is {}: any event lost is in a gap listed above",
+            destination.display(),
+            salvaged.summary.status
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use fswal_core::Reason;
+    use fswal_core::reference::reference_event;
+
+    use super::*;
+
+    fn issue(segment: u32, block: Option<u32>) -> Issue {
+        Issue {
+            segment,
+            block,
+            offset_bytes: 64,
+            reason: Reason::MissingBlock,
+        }
+    }
+
+    /// What happened during a replay, in order.
+    #[derive(Clone, Copy)]
+    enum Seen {
+        Issue(u32),
+        Events(u64, u64),
+    }
+
+    /// A gap as (segment, issues, lost after, lost before).
+    type GapRow = (u32, u64, Option<u64>, Option<u64>);
+
+    fn gaps_of(seen: &[Seen]) -> (Vec<GapRow>, u64) {
+        let mut gaps = Gaps::default();
+        for s in seen {
+            match *s {
+                Seen::Issue(segment) => gaps.issue(issue(segment, None)),
+                Seen::Events(a, b) => gaps.events(a, b),
+            }
+        }
+        let (listed, total) = gaps.finish();
+        let listed = listed
+            .iter()
+            .map(|g| {
+                (
+                    g.first.segment,
+                    g.issues,
+                    g.lost_after_event_id,
+                    g.lost_before_event_id,
+                )
+            })
+            .collect();
+        (listed, total)
+    }
+
+    #[test]
+    fn issues_with_no_event_between_them_are_one_gap() {
+        use Seen::{Events as E, Issue as I};
+        type Row = (&'static [Seen], &'static [GapRow]);
+        let table: &[Row] = &[
+            (&[E(1, 256), E(257, 512)], &[]),
+            (&[], &[]),
+            (&[I(0)], &[(0, 1, None, None)]),
+            (&[I(0), E(257, 512)], &[(0, 1, None, Some(257))]),
+            (
+                &[E(1, 256), I(0), I(1), I(1), E(1025, 1280)],
+                &[(0, 3, Some(256), Some(1025))],
+            ),
+            (
+                &[E(1, 256), I(0), E(513, 768), I(2), E(900, 901), I(3), I(3)],
+                &[
+                    (0, 1, Some(256), Some(513)),
+                    (2, 1, Some(768), Some(900)),
+                    (3, 2, Some(901), None),
+                ],
+            ),
+        ];
+        for (row, (seen, want)) in table.iter().enumerate() {
+            let (listed, total) = gaps_of(seen);
+            assert_eq!(listed, *want, "row {row}");
+            assert_eq!(total, want.len() as u64, "row {row}");
+        }
+    }
+
+    #[test]
+    fn gaps_beyond_the_cap_are_counted_not_listed() {
+        let mut gaps = Gaps::default();
+        let extra = 5u64;
+        for id in 1..=(GAPS_LISTED_MAX as u64 + extra) {
+            gaps.issue(issue(0, Some(1)));
+            gaps.events(2 * id, 2 * id);
+        }
+        let (listed, total) = gaps.finish();
+        assert_eq!(listed.len(), GAPS_LISTED_MAX);
+        assert_eq!(total, GAPS_LISTED_MAX as u64 + extra);
+        assert_eq!(listed[1].lost_after_event_id, Some(2));
+        assert_eq!(listed[1].lost_before_event_id, Some(4));
+    }
+
+    #[test]
+    fn default_segment_size_follows_a_valid_first_segment() {
+        let table = [
+            (None, 4096),
+            (Some(0), 4096),
+            (Some(15), 4096),
+            (Some(16), 16),
+            (Some(1000), 1000),
+            (Some(524_288), 524_288),
+            (Some(524_289), 4096),
+        ];
+        for (slots, want) in table {
+            assert_eq!(default_blocks_per_segment(slots), want, "{slots:?}");
+        }
+    }
+
+    #[test]
+    fn lost_ids_are_those_strictly_between_the_bounds() {
+        let table = [
+            (
+                Some(5376),
+                Some(5633),
+                "lost ids 5377..=5632 (up to 256 events)",
+            ),
+            (Some(4), Some(6), "lost ids 5..=5 (up to 1 event)"),
+            (
+                Some(4096),
+                Some(4097),
+                "no event id lost (the next id salvaged is 4097)",
+            ),
+            (None, Some(257), "lost ids 1..=256 (up to 256 events)"),
+            (
+                None,
+                Some(1),
+                "no event id lost (the next id salvaged is 1)",
+            ),
+            (
+                Some(8960),
+                None,
+                "nothing valid follows id 8960: any event written after it is lost",
+            ),
+            (
+                None,
+                None,
+                "nothing valid follows: every event written is lost",
+            ),
+            (
+                Some(u64::MAX),
+                None,
+                "nothing lost (no id follows the last one)",
+            ),
+        ];
+        for (after, before, want) in table {
+            assert_eq!(lost_text(after, before), want, "{after:?} {before:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_new_or_empty_directory_outside_the_source_is_written() {
+        use Destination::{Absent, EmptyDirectory, NonEmptyDirectory, NotADirectory};
+        let table = [
+            (Absent, false, None),
+            (EmptyDirectory, false, None),
+            (NonEmptyDirectory, false, Some("is not empty")),
+            (NotADirectory, false, Some("exists and is not a directory")),
+            (Absent, true, Some("inside")),
+            (EmptyDirectory, true, Some("inside")),
+            (NonEmptyDirectory, true, Some("inside")),
+        ];
+        for (destination, inside, want) in table {
+            let got = destination_refusal(destination, inside);
+            match want {
+                None => assert_eq!(got, None, "{destination:?} {inside}"),
+                Some(part) => {
+                    assert!(
+                        got.is_some_and(
+                            |why| why.contains(part) && why.contains("nothing was written")
+                        ),
+                        "{destination:?} {inside}: {got:?}"
+                    )
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_missing_part_of_a_path_may_not_climb() {
+        let base = Path::new("/srv/logs");
+        let table: [(&str, Option<&str>); 5] = [
+            ("", Some("/srv/logs")),
+            ("new", Some("/srv/logs/new")),
+            ("./a/./b", Some("/srv/logs/a/b")),
+            ("a/../b", None),
+            ("..", None),
+        ];
+        for (rest, want) in table {
+            assert_eq!(
+                join_missing(base, Path::new(rest)),
+                want.map(PathBuf::from),
+                "{rest}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_digest_does_not_depend_on_how_events_are_cut() {
+        let events: Vec<RequestEvent> = (1..=600).map(reference_event).collect();
+        let mut whole = Digest::default();
+        whole.add(&events);
+        let mut cut = Digest::default();
+        for run in events.chunks(7) {
+            cut.add(run);
+        }
+        assert_eq!(whole, cut);
+        assert_eq!(
+            (whole.events, whole.first_event_id, whole.last_event_id),
+            (600, Some(1), Some(600))
+        );
+        // One event more, less, or changed is seen.
+        let mut fewer = Digest::default();
+        fewer.add(&events[..599]);
+        assert_ne!(fewer, whole);
+        let mut changed = events.clone();
+        changed[300] = reference_event(1_000_000);
+        let mut other = Digest::default();
+        other.add(&changed);
+        assert_ne!(other.hash, whole.hash);
+    }
+}

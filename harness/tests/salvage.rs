@@ -1,0 +1,491 @@
+//! Guards `fswal salvage`: every event diagnostic replay salvages from a damaged WAL
+//! lands, in order and byte for byte, in a new WAL that verifies strictly; every gap is
+//! reported where it starts with the ids that bound what was lost; the exit codes; the
+//! source is never modified; and a destination that is not new, empty and outside the
+//! source is refused with nothing written.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::SystemTime;
+
+use serde_json::Value;
+use xxhash_rust::xxh64::xxh64;
+
+const FSWAL: &str = env!("CARGO_BIN_EXE_fswal");
+const BLOCK: u64 = 16_448;
+const HEADER: u64 = 64;
+
+fn fswal(args: &[&str]) -> Output {
+    let out = Command::new(FSWAL).args(args).output().expect("run fswal");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked"),
+        "fswal {args:?} panicked: {stderr}"
+    );
+    out
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exit code")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("utf-8 stderr")
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// The JSON object on the last line of stdout.
+fn last_json(out: &Output) -> Value {
+    let text = stdout(out);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// A WAL of `events` reference events, 16 blocks per segment, at `tmp/a`.
+fn recorded(tmp: &Path, events: u64) -> PathBuf {
+    let dir = tmp.join("a");
+    let events = events.to_string();
+    let out = fswal(&[
+        "record",
+        "--dir",
+        p(&dir),
+        "--events",
+        &events,
+        "--blocks-per-segment",
+        "16",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    dir
+}
+
+/// What a file's identity is made of here: its length, an XXH64 of its bytes, and its
+/// modification time (a write of the same bytes still moves it).
+type FileHash = (u64, u64, Option<SystemTime>);
+
+/// Every file under `dir`, recursively, with its hash.
+fn hashes(dir: &Path) -> BTreeMap<PathBuf, FileHash> {
+    let mut all = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        for entry in fs::read_dir(&at).expect("list") {
+            let path = entry.expect("entry").path();
+            let meta = fs::symlink_metadata(&path).expect("stat");
+            if meta.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = fs::read(&path).unwrap_or_default();
+                all.insert(path, (meta.len(), xxh64(&bytes, 0), meta.modified().ok()));
+            }
+        }
+    }
+    all
+}
+
+fn assert_unchanged(dir: &Path, before: &BTreeMap<PathBuf, FileHash>, what: &str) {
+    let after = hashes(dir);
+    let changed: Vec<_> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|p| before.get(*p) != after.get(*p))
+        .collect();
+    assert!(changed.is_empty(), "{what} changed {changed:?}");
+}
+
+fn flip(path: &Path, offset: u64) {
+    let mut all = fs::read(path).expect("read");
+    let at = usize::try_from(offset).expect("offset");
+    all[at] ^= 0x10;
+    fs::write(path, all).expect("write");
+}
+
+/// Event `i` of the reference stream as `fswal dump` prints it, written out from
+/// FORMAT-v1.md's definition rather than taken from the code under test.
+fn expected_line(i: u64) -> String {
+    let kind = [
+        "NEW_ORDER",
+        "MODIFY_ORDER_PRICE",
+        "MODIFY_ORDER_QUANTITY",
+        "CANCEL_ORDER",
+    ][usize::try_from(i % 4).expect("small")];
+    let order = if i % 3 == 0 { "MARKET" } else { "LIMIT" };
+    let side = if i % 2 == 1 { "BID" } else { "ASK" };
+    format!(
+        r#"{{"event_id":{i},"timestamp":{},"price":{},"quantity":{},"user_id":{},"order_id":{i},"type":"{kind}","order_type":"{order}","side":"{side}"}}"#,
+        1000 + i,
+        7 * i,
+        i % 100 + 1,
+        i % 17
+    )
+}
+
+/// What `fswal dump` prints for the reference events `ids`.
+fn expected_dump(ids: impl Iterator<Item = u64>) -> String {
+    ids.map(|i| expected_line(i) + "\n").collect()
+}
+
+/// Runs `fswal salvage --json src dst` and checks what holds for every salvage that
+/// wrote something: the exit code, one JSON object, a destination that verifies
+/// strictly with the events reported, and a source left as it was.
+fn salvage(src: &Path, dst: &Path, want_code: i32) -> Value {
+    let before = hashes(src);
+    let out = fswal(&["salvage", "--json", p(src), p(dst)]);
+    assert_eq!(code(&out), want_code, "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    let v = last_json(&out);
+    assert_unchanged(src, &before, "salvage");
+    assert_eq!(v["source"], p(src));
+    assert_eq!(v["destination"], p(dst));
+    assert_eq!(v["destination_verified"], true);
+    let check = fswal(&["verify", "--json", p(dst)]);
+    assert_eq!(code(&check), 0, "{}", stdout(&check));
+    let checked = last_json(&check);
+    assert_eq!(checked["status"], "ok");
+    assert_eq!(checked["open_segment"], false);
+    for key in ["events", "first_event_id", "last_event_id"] {
+        assert_eq!(checked[key], v[key], "{key}");
+    }
+    assert_eq!(checked["segments"], v["segments_written"]);
+    v
+}
+
+/// A gap of a report as (segment, slot, offset, lost after, lost before).
+type GapRow = (u64, Option<u64>, u64, Option<u64>, Option<u64>);
+
+/// The gaps of a report.
+fn gaps(v: &Value) -> Vec<GapRow> {
+    v["gaps"]
+        .as_array()
+        .expect("gaps")
+        .iter()
+        .map(|g| {
+            (
+                g["segment"].as_u64().expect("segment"),
+                g["slot"].as_u64(),
+                g["offset"].as_u64().expect("offset"),
+                g["lost_after_event_id"].as_u64(),
+                g["lost_before_event_id"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+fn dump(dir: &Path) -> (i32, String) {
+    let out = fswal(&["dump", p(dir)]);
+    (code(&out), stdout(&out))
+}
+
+#[test]
+fn damage_in_the_middle_is_one_gap_and_everything_else_is_salvaged() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = recorded(tmp.path(), 10_000);
+    let seg1 = a.join("FS.00000001.wal");
+    // Inside an event of segment 1, block 5 (ids 5377..=5632).
+    flip(&seg1, HEADER + 5 * BLOCK + 164);
+    let b = tmp.path().join("b");
+    let v = salvage(&a, &b, 1);
+    assert_eq!(v["status"], "corrupt");
+    assert_eq!(v["events"], 10_000 - 256);
+    assert_eq!(
+        (v["first_event_id"].as_u64(), v["last_event_id"].as_u64()),
+        (Some(1), Some(10_000))
+    );
+    assert_eq!(v["segments_written"], 3);
+    assert_eq!(
+        gaps(&v),
+        [(1, Some(5), HEADER + 5 * BLOCK, Some(5376), Some(5633))]
+    );
+    assert_eq!(v["gaps_total"], 1);
+    let gap = &v["gaps"][0];
+    assert_eq!(gap["file"], p(&seg1));
+    assert_eq!(gap["issues"], 1);
+    assert!(
+        gap["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{gap}"
+    );
+
+    // Every field of every event: the reference stream without the lost block.
+    let (dumped, text) = dump(&b);
+    assert_eq!(dumped, 0);
+    assert_eq!(
+        text,
+        expected_dump((1..=10_000).filter(|i| !(5377..=5632).contains(i)))
+    );
+    // And the same bytes as the source's valid prefix, as strict replay reads it.
+    let (prefix_code, prefix) = dump(&a);
+    assert_eq!(prefix_code, 1);
+    assert_eq!(prefix.lines().count(), 5376);
+    assert!(text.starts_with(&prefix));
+
+    // The text report: one summary line, the gap named by file and offset.
+    let c = tmp.path().join("c");
+    let out = fswal(&["salvage", p(&a), p(&c)]);
+    assert_eq!(code(&out), 1);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            format!(
+                "salvaged 9744 events (ids 1..=10000) from {} into {} in 3 segments; 1 gap:",
+                p(&a),
+                p(&c)
+            )
+            .as_str()
+        )
+    );
+    let gap_line = lines.next().unwrap_or_default();
+    assert!(
+        gap_line.starts_with(&format!(
+            "  {}: offset {} (block 5): ",
+            p(&seg1),
+            HEADER + 5 * BLOCK
+        )),
+        "{gap_line}"
+    );
+    assert!(
+        gap_line.ends_with("lost ids 5377..=5632 (up to 256 events)"),
+        "{gap_line}"
+    );
+}
+
+#[test]
+fn a_missing_middle_segment_is_one_gap() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = recorded(tmp.path(), 10_000);
+    fs::remove_file(a.join("FS.00000001.wal")).expect("remove");
+    let b = tmp.path().join("b");
+    let v = salvage(&a, &b, 1);
+    assert_eq!(v["status"], "corrupt");
+    assert_eq!(gaps(&v), [(1, None, 0, Some(4096), Some(8193))]);
+    assert_eq!(v["gaps"][0]["file"], p(&a.join("FS.00000001.wal")));
+    assert_eq!(v["events"], 10_000 - 4096);
+    assert_eq!(
+        dump(&b),
+        (0, expected_dump((1..=4096).chain(8193..=10_000)))
+    );
+}
+
+#[test]
+fn a_damaged_segment_header_in_the_middle_is_a_gap_that_loses_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = recorded(tmp.path(), 10_000);
+    // The header's event_count: the header checksum fails, its blocks still verify.
+    flip(&a.join("FS.00000001.wal"), 12);
+    let b = tmp.path().join("b");
+    let v = salvage(&a, &b, 1);
+    assert_eq!(v["status"], "corrupt");
+    assert_eq!(gaps(&v), [(1, None, 0, Some(4096), Some(4097))]);
+    assert_eq!(v["events"], 10_000);
+    assert_eq!(dump(&b), (0, expected_dump(1..=10_000)));
+}
+
+#[test]
+fn a_torn_tail_is_a_gap_with_nothing_valid_after_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = recorded(tmp.path(), 10_000);
+    // Segment 2 (ids 8193..=10000) cut inside block 3: blocks 0..=2 remain.
+    let seg2 = a.join("FS.00000002.wal");
+    let len = HEADER + 3 * BLOCK + 1000;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&seg2)
+        .and_then(|f| f.set_len(len))
+        .expect("truncate");
+    let b = tmp.path().join("b");
+    let v = salvage(&a, &b, 1);
+    assert_eq!(v["status"], "truncated");
+    assert_eq!(gaps(&v), [(2, Some(3), len, Some(8960), None)]);
+    assert_eq!(v["events"], 8960);
+    assert_eq!(dump(&b), (0, expected_dump(1..=8960)));
+}
+
+#[test]
+fn a_clean_log_is_copied_exactly() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = recorded(tmp.path(), 10_000);
+    let b = tmp.path().join("b");
+    let v = salvage(&a, &b, 0);
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["events"], 10_000);
+    assert_eq!(v["gaps"], Value::Array(vec![]));
+    assert_eq!(v["gaps_total"], 0);
+    // The segment size follows the source's: 16 blocks, so 3 segments.
+    assert_eq!(v["segments_written"], 3);
+    let (a_code, a_text) = dump(&a);
+    assert_eq!((a_code, a_text.lines().count()), (0, 10_000));
+    assert_eq!(dump(&b), (0, a_text));
+    // With the same segment size and full blocks, the blocks are the source's byte for
+    // byte; only the segment headers (timestamps, checksum) differ.
+    for i in 0..3 {
+        let name = format!("FS.{i:08}.wal");
+        let (src, dst) = (
+            fs::read(a.join(&name)).expect("read"),
+            fs::read(b.join(&name)).expect("read"),
+        );
+        assert_eq!(src.len(), dst.len(), "{name}");
+        assert!(src[64..] == dst[64..], "{name}: blocks differ");
+    }
+
+    // Another segment size is honoured and still holds the same events.
+    let c = tmp.path().join("c");
+    let out = fswal(&[
+        "salvage",
+        "--json",
+        "--blocks-per-segment",
+        "32",
+        p(&a),
+        p(&c),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(last_json(&out)["segments_written"], 2);
+    assert_eq!(dump(&c), dump(&a));
+    assert_eq!(
+        fs::metadata(c.join("FS.00000000.wal")).expect("stat").len(),
+        HEADER + 32 * BLOCK
+    );
+}
+
+#[test]
+fn the_cpp_reference_vector_salvages_whole() {
+    let vectors =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/flashstrike-ref-3seg");
+    if !vectors.is_dir() {
+        fswal_backends::testing::say(format_args!("skipping: {} absent\n", vectors.display()));
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let b = tmp.path().join("b");
+    let v = salvage(&vectors, &b, 0);
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["events"], 10_000);
+    assert_eq!(v["gaps_total"], 0);
+    assert_eq!(dump(&b), (0, expected_dump(1..=10_000)));
+}
+
+#[test]
+fn a_raw_device_is_salvaged_and_its_gaps_named_by_device() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let image = tmp.path().join("device.img");
+    fs::File::create(&image)
+        .and_then(|f| f.set_len(32 << 20))
+        .expect("image");
+    let out = fswal(&[
+        "record",
+        "--device",
+        p(&image),
+        "--events",
+        "5000",
+        "--blocks-per-segment",
+        "16",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Segment 0 (in the slot at 1 MiB), block 2: ids 513..=768.
+    flip(&image, (1 << 20) + HEADER + 2 * BLOCK + 100);
+    let before = fs::read(&image).expect("read");
+    let b = tmp.path().join("b");
+    let out = fswal(&["salvage", "--json", "--device", p(&image), p(&b)]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(
+        fs::read(&image).expect("read"),
+        before,
+        "the device changed"
+    );
+    let v = last_json(&out);
+    assert_eq!(v["source"], p(&image));
+    assert_eq!(
+        gaps(&v),
+        [(0, Some(2), HEADER + 2 * BLOCK, Some(512), Some(769))]
+    );
+    assert_eq!(v["gaps"][0]["file"], p(&image));
+    assert_eq!(dump(&b), (0, expected_dump((1..=512).chain(769..=5000))));
+}
+
+#[test]
+fn a_destination_that_is_not_new_or_empty_is_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = recorded(tmp.path(), 1000);
+    let src_before = hashes(&a);
+
+    let full = tmp.path().join("full");
+    fs::create_dir(&full).expect("mkdir");
+    fs::write(full.join("notes.txt"), b"keep me").expect("write");
+    let other_log = recorded(&tmp.path().join("other"), 300);
+    let file = tmp.path().join("a-file");
+    fs::write(&file, b"not a directory").expect("write");
+    for dst in [&full, &other_log, &file] {
+        let before = dst.is_dir().then(|| hashes(dst));
+        let out = fswal(&["salvage", p(&a), p(dst)]);
+        assert_eq!(code(&out), 2, "{}", p(dst));
+        assert_eq!(stdout(&out), "");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with(&format!("fswal: {}: ", p(dst))), "{err}");
+        match &before {
+            Some(before) => assert_unchanged(dst, before, "a refused salvage"),
+            None => assert_eq!(fs::read(dst).expect("read"), b"not a directory"),
+        }
+    }
+    // An empty directory is fine.
+    let empty = tmp.path().join("empty");
+    fs::create_dir(&empty).expect("mkdir");
+    assert_eq!(salvage(&a, &empty, 0)["events"], 1000);
+    assert_unchanged(&a, &src_before, "salvage");
+}
+
+#[test]
+fn a_destination_inside_the_source_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = recorded(tmp.path(), 1000);
+    let before = hashes(&a);
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&a, &link).expect("symlink");
+    let inside = [
+        a.clone(),
+        a.join("b"),
+        a.join("deeper/b"),
+        a.join("./b"),
+        link.join("b"),
+    ];
+    for dst in &inside {
+        let out = fswal(&["salvage", p(&a), p(dst)]);
+        assert_eq!(code(&out), 2, "{}", p(dst));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("inside"), "{err}");
+        assert_unchanged(&a, &before, "a refused salvage");
+    }
+    // A path that climbs out of what does not exist yet is refused too, unread.
+    let climbing = tmp.path().join("new/../b");
+    let out = fswal(&["salvage", p(&a), p(&climbing)]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains(".."), "{}", stderr(&out));
+    assert!(!tmp.path().join("new").exists());
+    assert!(!tmp.path().join("b").exists());
+}
+
+#[test]
+fn nothing_to_salvage_is_refused_and_creates_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // One block of 100 events, its only block damaged.
+    let a = recorded(tmp.path(), 100);
+    flip(&a.join("FS.00000000.wal"), HEADER + 64 + 100);
+    let before = hashes(&a);
+    let b = tmp.path().join("b");
+    let out = fswal(&["salvage", "--json", p(&a), p(&b)]);
+    assert_eq!(code(&out), 2);
+    assert_eq!(stdout(&out), "");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("nothing to salvage"), "{err}");
+    assert!(!b.exists(), "{} was created", p(&b));
+    assert_unchanged(&a, &before, "salvage");
+}
