@@ -471,6 +471,22 @@ impl FaultStore {
         lock(&self.state).observer = observer;
     }
 
+    /// What reads see now, as an image: every visible segment with its pending writes
+    /// applied, and the visible checkpoint records (what a process restarted after a
+    /// process crash reads; not what a power cut leaves).
+    #[must_use]
+    pub fn visible_image(&self) -> Image {
+        let s = lock(&self.state);
+        Image {
+            segments: s
+                .segments
+                .iter()
+                .map(|(&i, seg)| (i, Arc::new(seg.current.clone())))
+                .collect(),
+            checkpoints: s.checkpoints,
+        }
+    }
+
     /// The crash point now.
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
