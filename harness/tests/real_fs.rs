@@ -364,8 +364,10 @@ fn tools(fs: Fs) -> Result<Tools, String> {
         mkfs: need(fs.mkfs())?,
     };
     // strace needs ptrace, which a container may forbid.
+    let true_path = find_tool("true").unwrap_or_else(|| PathBuf::from("/bin/true"));
     let probe = Command::new(&tools.strace)
-        .args(["-f", "-qq", "-o", "/dev/null", "true"])
+        .args(["-f", "-qq", "-o", "/dev/null"])
+        .arg(true_path)
         .output()
         .map_err(|e| format!("strace: {e}"))?;
     if !probe.status.success() {
