@@ -28,6 +28,7 @@
 //! something it did not write. Formatting blanks every slot's header sector, so that
 //! nothing an earlier use left on the device reads as a segment.
 
+use std::boxed::Box;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -82,8 +83,9 @@ pub struct RawStore {
     /// A read-only window over the whole used part of the device, for headers and
     /// reserved regions. Writes always go through fresh windows (see `write_at`).
     reader: DirectDevice,
-    /// A writer's lock on the device, held for the store's lifetime.
-    _lock: Option<File>,
+    /// A writer's claims on the device, held for the store's lifetime (boxed: the
+    /// store stays as small as with the single lock it used to hold).
+    _lock: Option<Box<DeviceLock>>,
     /// Whether some quarantine entry holds bytes, once known (see
     /// `release_quarantine_of_slot`).
     quarantine_in_use: Option<bool>,
@@ -562,18 +564,68 @@ fn device_size(path: &Path) -> Result<u64, FileError> {
     Ok(geometry(&file, path)?.size_bytes)
 }
 
-/// Takes an exclusive advisory lock on `path`, so that two writers never share a device.
-fn lock_device(path: &Path) -> Result<File, FileError> {
+/// The claims a writer holds on its device for the store's lifetime. Dropping it
+/// closes the descriptors, which releases them.
+///
+/// An `flock` alone is not enough: it belongs to one inode, and the same bytes can be
+/// reached through others, a loop device and its backing file, or a second device node
+/// (`mknod`) for the same disk. So a writer takes:
+///
+/// - an exclusive `flock` on the path, as every fswal writer does;
+/// - on Linux, when the path is a block device: an exclusive open (`O_EXCL`) of it,
+///   which the kernel grants to one opener of a disk at a time, and not while it is
+///   mounted, whatever node names the disk; when it is a loop device, also an `flock`
+///   on its backing file, the lock a writer given that file takes;
+/// - on Linux, when the path is a regular file: an exclusive open of every loop device
+///   it backs (matched by device and inode numbers, not by name).
+///
+/// What cannot be claimed is passed over, because this process could not write
+/// through it either: a loop device with no node in `/dev` (or a node with other
+/// numbers), one this user may not open, one detached meanwhile, or a backing file
+/// that was deleted or renamed out of reach. A writer that does reach the same bytes
+/// that way still meets the `flock` on the backing file.
+#[derive(Debug)]
+struct DeviceLock {
+    _held: Vec<File>,
+}
+
+/// Entries of `/sys/block` examined, at most, when looking for loop devices.
+#[cfg(target_os = "linux")]
+const SYS_BLOCK_ENTRIES_MAX: usize = 1 << 16;
+
+/// The one-line reason given when another writer holds the device.
+const HELD_BY_ANOTHER: &str = "another process is writing to this WAL device";
+
+/// Takes every claim a writer needs on `path` (see [`DeviceLock`]), or says who holds
+/// one: two writers never share a device.
+fn lock_device(path: &Path) -> Result<Box<DeviceLock>, FileError> {
     let file = OpenOptions::new()
         .read(true)
         .open(path)
         .map_err(|e| FileError::new("open", path, None, e))?;
+    let mut held = Vec::new();
+    // The aliases first: a refusal there names the device another writer holds.
+    #[cfg(target_os = "linux")]
+    claim_aliases(&file, path, &mut held)?;
+    flock_exclusive(&file, path, path, || HELD_BY_ANOTHER.into())?;
+    held.push(file);
+    Ok(Box::new(DeviceLock { _held: held }))
+}
+
+/// Takes an exclusive `flock` on `file` (opened from `locked`), failing with
+/// `held()` when another descriptor holds one. Errors name `path`, the WAL device.
+fn flock_exclusive(
+    file: &File,
+    path: &Path,
+    locked: &Path,
+    held: impl Fn() -> String,
+) -> Result<(), FileError> {
     for _ in 0..LOCK_ATTEMPTS_MAX {
         // SAFETY: `flock` only reads its integer arguments; the descriptor belongs to
         // `file`, which is borrowed for the call and so stays open.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc == 0 {
-            return Ok(file);
+            return Ok(());
         }
         let e = io::Error::last_os_error();
         match e.kind() {
@@ -584,10 +636,10 @@ fn lock_device(path: &Path) -> Result<File, FileError> {
                     path,
                     None,
                     io::ErrorKind::WouldBlock,
-                    "another process is writing to this WAL device".into(),
+                    held(),
                 ));
             }
-            _ => return Err(FileError::new("lock", path, None, e)),
+            _ => return Err(FileError::new("lock", locked, None, e)),
         }
     }
     Err(invalid(
@@ -597,6 +649,176 @@ fn lock_device(path: &Path) -> Result<File, FileError> {
         io::ErrorKind::Interrupted,
         "interrupted too often".into(),
     ))
+}
+
+/// Claims what reaches the same bytes as `path` (open as `file`) by another inode (see
+/// [`DeviceLock`]), pushing the descriptors that hold the claims onto `held`.
+#[cfg(target_os = "linux")]
+fn claim_aliases(file: &File, path: &Path, held: &mut Vec<File>) -> Result<(), FileError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    let meta = file
+        .metadata()
+        .map_err(|e| FileError::new("lock", path, None, e))?;
+    if meta.file_type().is_block_device() {
+        let numbers = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
+        let backing = loop_backing_file(numbers);
+        let on_disk = match &backing {
+            Some(file) => format!(
+                "loop device {}:{}, backed by {}",
+                numbers.0,
+                numbers.1,
+                file.display()
+            ),
+            None => format!("block device {}:{}", numbers.0, numbers.1),
+        };
+        let claim = open_exclusive(path).map_err(|e| {
+            claim_error(path, path, e, || {
+                format!(
+                    "{HELD_BY_ANOTHER} (through this node or another for the same disk), or the disk is mounted or in use ({on_disk})"
+                )
+            })
+        })?;
+        held.push(claim);
+        if let Some(backing) = backing {
+            // A backing file that cannot be opened is out of every writer's reach by
+            // that name (see `DeviceLock`).
+            if let Ok(file) = File::open(&backing) {
+                flock_exclusive(&file, path, &backing, || {
+                    format!(
+                        "{HELD_BY_ANOTHER} through its backing file {}",
+                        backing.display()
+                    )
+                })?;
+                held.push(file);
+            }
+        }
+    } else if meta.is_file() {
+        for (name, numbers) in loops_backed_by(meta.dev(), meta.ino()) {
+            let node = Path::new("/dev").join(&name);
+            if !node_is(&node, numbers) {
+                continue;
+            }
+            match open_exclusive(&node) {
+                Ok(claim) => held.push(claim),
+                Err(e) if passed_over(&e) => {}
+                Err(e) => {
+                    return Err(claim_error(path, &node, e, || {
+                        format!(
+                            "{HELD_BY_ANOTHER} through {}, a loop device backed by this file, or that device is mounted or in use",
+                            node.display()
+                        )
+                    }));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Opens the block device `node` exclusively (`O_EXCL`): Linux fails it with `EBUSY`
+/// while another exclusive opener or a mount holds the disk.
+#[cfg(target_os = "linux")]
+fn open_exclusive(node: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(node)
+}
+
+/// Whether a failed exclusive open of a loop device found through sysfs leaves
+/// nothing to claim: its node is gone, it was detached, or this user may not open it.
+#[cfg(target_os = "linux")]
+fn passed_over(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ENXIO | libc::ENODEV | libc::EACCES | libc::EPERM)
+    )
+}
+
+/// The error for a failed exclusive open of `node` on behalf of the WAL device `path`:
+/// `busy()` says who may hold it when the kernel refused (`EBUSY`).
+#[cfg(target_os = "linux")]
+fn claim_error(path: &Path, node: &Path, e: io::Error, busy: impl Fn() -> String) -> FileError {
+    if e.raw_os_error() == Some(libc::EBUSY) {
+        invalid("lock", path, None, io::ErrorKind::ResourceBusy, busy())
+    } else {
+        FileError::new("lock", node, None, e)
+    }
+}
+
+/// The backing file of the loop device with `numbers` (major, minor), from sysfs; none
+/// for another kind of device or a loop device with nothing attached.
+#[cfg(target_os = "linux")]
+fn loop_backing_file(numbers: (u32, u32)) -> Option<PathBuf> {
+    let attr = format!(
+        "/sys/dev/block/{}:{}/loop/backing_file",
+        numbers.0, numbers.1
+    );
+    let text = std::fs::read_to_string(attr).ok()?;
+    backing_file_name(&text).map(PathBuf::from)
+}
+
+/// The loop devices whose backing file is the inode `ino` on the device `dev`: their
+/// names in `/sys/block` and their (major, minor) numbers.
+#[cfg(target_os = "linux")]
+fn loops_backed_by(dev: u64, ino: u64) -> Vec<(String, (u32, u32))> {
+    use std::os::unix::fs::MetadataExt;
+    use std::string::ToString;
+
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.take(SYS_BLOCK_ENTRIES_MAX).flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        let dir = entry.path();
+        let Some(backing) = std::fs::read_to_string(dir.join("loop/backing_file"))
+            .ok()
+            .and_then(|text| backing_file_name(&text).map(PathBuf::from))
+        else {
+            continue;
+        };
+        // By inode, not by name: the same file has many names, and a name may now be
+        // another file's.
+        let same = std::fs::metadata(&backing).is_ok_and(|m| m.dev() == dev && m.ino() == ino);
+        let numbers = std::fs::read_to_string(dir.join("dev"))
+            .ok()
+            .and_then(|text| parse_dev_numbers(&text));
+        if let (true, Some(numbers)) = (same, numbers) {
+            found.push((name, numbers));
+        }
+    }
+    found
+}
+
+/// Whether `node` is a block device node with the numbers `numbers`.
+#[cfg(target_os = "linux")]
+fn node_is(node: &Path, numbers: (u32, u32)) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    std::fs::metadata(node).is_ok_and(|m| {
+        m.file_type().is_block_device() && (libc::major(m.rdev()), libc::minor(m.rdev())) == numbers
+    })
+}
+
+/// The path in a sysfs `backing_file` attribute: one line, none if empty.
+#[cfg(target_os = "linux")]
+fn backing_file_name(text: &str) -> Option<&str> {
+    let name = text.strip_suffix('\n').unwrap_or(text);
+    (!name.is_empty()).then_some(name)
+}
+
+/// The (major, minor) numbers of a sysfs `dev` attribute, `"7:3\n"`.
+#[cfg(target_os = "linux")]
+fn parse_dev_numbers(text: &str) -> Option<(u32, u32)> {
+    let (major, minor) = text.trim_end().split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -1011,5 +1233,133 @@ mod tests {
         let (ids, s) = replay(device.path());
         assert_eq!(ids, (1..=20_000).collect::<Vec<_>>());
         assert_eq!((s.status, s.segments), (Status::Ok, 5));
+    }
+
+    #[test]
+    fn sysfs_attributes_parse() {
+        let dev: [(&str, Option<(u32, u32)>); 7] = [
+            ("7:3\n", Some((7, 3))),
+            ("259:0", Some((259, 0))),
+            ("7:1048575\n", Some((7, 1_048_575))),
+            ("", None),
+            ("7\n", None),
+            ("7:x\n", None),
+            (":3\n", None),
+        ];
+        for (text, want) in dev {
+            assert_eq!(parse_dev_numbers(text), want, "{text:?}");
+        }
+        let backing: [(&str, Option<&str>); 4] = [
+            ("/tmp/a b.img\n", Some("/tmp/a b.img")),
+            ("/x.img", Some("/x.img")),
+            ("\n", None),
+            ("", None),
+        ];
+        for (text, want) in backing {
+            assert_eq!(backing_file_name(text), want, "{text:?}");
+        }
+    }
+
+    /// A loop device over a blank 32 MiB image in `tmp`, and the image, or `None`
+    /// (said) where loop devices are unavailable.
+    fn loop_over_blank_image(tmp: &Path) -> Option<(LoopDevice, PathBuf)> {
+        match LoopDevice::attach_blank(tmp, 32 * MIB) {
+            Ok(device) => Some((device, tmp.join("loop.img"))),
+            Err(reason) => {
+                say(format_args!(
+                    "skipping: loop devices unavailable ({reason})\n"
+                ));
+                None
+            }
+        }
+    }
+
+    /// Asserts that a writer on `path` is refused, with a message that says another
+    /// process writes and names `names`.
+    fn assert_locked_out(path: &Path, names: &Path) {
+        let Err(e) = RawStore::open(path, true, false) else {
+            panic!("a second writer was let in on {}", path.display());
+        };
+        let text = e.to_string();
+        assert!(text.contains("another process is writing"), "{text}");
+        assert!(
+            text.contains(names.to_str().unwrap()),
+            "{text} does not name {}",
+            names.display()
+        );
+        assert!(!text.contains('\n'), "{text}");
+    }
+
+    #[test]
+    fn a_loop_device_and_its_backing_file_lock_each_other_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let Some((device, image)) = loop_over_blank_image(tmp.path()) else {
+            return;
+        };
+        let (first, formatted) = RawStore::open_or_format(device.path(), 16, 1, false).unwrap();
+        assert!(formatted);
+        assert_locked_out(&image, device.path());
+        // Readers take no lock.
+        drop(RawStore::open(&image, false, false).unwrap());
+        drop(first);
+
+        let second = RawStore::open(&image, true, false).unwrap();
+        assert_locked_out(device.path(), &image);
+        drop(second);
+        drop(RawStore::open(device.path(), true, false).unwrap());
+    }
+
+    #[test]
+    fn a_second_node_for_the_same_disk_is_locked_out() {
+        use std::os::unix::fs::MetadataExt;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let Some((device, _image)) = loop_over_blank_image(tmp.path()) else {
+            return;
+        };
+        let rdev = fs::metadata(device.path()).unwrap().rdev();
+        let alias = tmp.path().join("alias");
+        let made = std::process::Command::new("mknod")
+            .arg(&alias)
+            .arg("b")
+            .arg(libc::major(rdev).to_string())
+            .arg(libc::minor(rdev).to_string())
+            .status();
+        if !made.as_ref().is_ok_and(|s| s.success()) || File::open(&alias).is_err() {
+            say(format_args!(
+                "skipping: cannot make and open a second device node ({made:?})\n"
+            ));
+            return;
+        }
+        let first = RawStore::open_or_format(device.path(), 16, 1, false)
+            .unwrap()
+            .0;
+        assert_locked_out(&alias, &alias);
+        drop(first);
+        let second = RawStore::open(&alias, true, false).unwrap();
+        assert_locked_out(device.path(), device.path());
+        drop(second);
+        drop(RawStore::open(device.path(), true, false).unwrap());
+    }
+
+    #[test]
+    fn a_loop_device_attached_after_the_writer_opened_its_file_is_locked_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let image = tmp.path().join("device.img");
+        File::create(&image).unwrap().set_len(32 * MIB).unwrap();
+        // The writer claims no loop device: none is attached yet.
+        let first = RawStore::format(&image, 16, 1, false).unwrap();
+        let device = match LoopDevice::attach(&image) {
+            Ok(device) => device,
+            Err(reason) => {
+                say(format_args!(
+                    "skipping: loop devices unavailable ({reason})\n"
+                ));
+                return;
+            }
+        };
+        assert_locked_out(device.path(), &image);
+        drop(first);
+        drop(RawStore::open(device.path(), true, false).unwrap());
     }
 }
