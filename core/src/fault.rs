@@ -241,8 +241,10 @@ struct Segment {
     /// Whether a power cut keeps the segment at all: false after a process crash left
     /// its creation visible and not durable, until the metadata is synced.
     exists_durably: bool,
-    /// What reads see: durable with the pending writes applied.
-    current: Vec<u8>,
+    /// What reads see: durable with the pending writes applied. Shared with `durable`
+    /// until the next write (copy on write), so that a segment nobody writes is never
+    /// copied, however many stores are made over it.
+    current: Arc<Vec<u8>>,
     pending: Vec<(u64, Arc<[u8]>)>,
 }
 
@@ -250,7 +252,7 @@ impl Segment {
     /// A segment whose `bytes` are all durable.
     fn settled(bytes: Arc<Vec<u8>>) -> Self {
         Self {
-            current: bytes.as_ref().clone(),
+            current: Arc::clone(&bytes),
             durable: bytes,
             exists_durably: true,
             pending: Vec::new(),
@@ -428,10 +430,11 @@ impl FaultStore {
             let (Ok(start), len) = (usize::try_from(write.offset_bytes), write.data.len()) else {
                 continue;
             };
-            if start.saturating_add(len) > segment.current.len() {
-                segment.current.resize(start + len, 0);
+            let current = Arc::make_mut(&mut segment.current);
+            if start.saturating_add(len) > current.len() {
+                current.resize(start + len, 0);
             }
-            segment.current[start..start + len].copy_from_slice(&write.data);
+            current[start..start + len].copy_from_slice(&write.data);
             segment
                 .pending
                 .push((write.offset_bytes, Arc::clone(&write.data)));
@@ -481,7 +484,7 @@ impl FaultStore {
             segments: s
                 .segments
                 .iter()
-                .map(|(&i, seg)| (i, Arc::new(seg.current.clone())))
+                .map(|(&i, seg)| (i, Arc::clone(&seg.current)))
                 .collect(),
             checkpoints: s.checkpoints,
         }
@@ -695,7 +698,7 @@ impl BlockDevice for FaultDevice {
             });
         }
         let start = usize::try_from(at).map_err(|_| fail("write", at))?;
-        seg.current[start..start + buf.len()].copy_from_slice(buf);
+        Arc::make_mut(&mut seg.current)[start..start + buf.len()].copy_from_slice(buf);
         seg.pending.push((at, Arc::from(buf)));
         Ok(())
     }
@@ -711,7 +714,7 @@ impl BlockDevice for FaultDevice {
         }
         if let Some(seg) = s.segments.get_mut(&self.index) {
             if !seg.pending.is_empty() {
-                seg.durable = Arc::new(seg.current.clone());
+                seg.durable = Arc::clone(&seg.current);
                 seg.pending.clear();
             }
         }

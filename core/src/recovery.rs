@@ -67,14 +67,20 @@ pub struct TailFacts {
 }
 
 impl Findings {
-    /// The findings of a strict replay that gave `summary`, over a log with `watermark`
-    /// whose highest segment index is `last_segment`.
+    /// The findings of a strict replay that gave `summary`, and found the log to reach
+    /// event `found_event_id`, over a log with `watermark` whose highest segment index
+    /// is `last_segment`.
     #[must_use]
-    pub fn of(summary: &Summary, watermark: &Watermark, last_segment: Option<u32>) -> Self {
+    pub fn of(
+        summary: &Summary,
+        found_event_id: u64,
+        watermark: &Watermark,
+        last_segment: Option<u32>,
+    ) -> Self {
         Self {
             status: summary.status,
             first_issue: summary.first_issue,
-            found_event_id: summary.last_event_id.unwrap_or(0),
+            found_event_id,
             durable_event_id: watermark.durable_event_id,
             watermark_kept: watermark.kept,
             tail: summary.tail.map(|t| TailFacts {

@@ -446,6 +446,13 @@ impl<S: SegmentStore> Replay<S> {
             return Err(Error::LogicBug("store reported a segment range backwards"));
         }
         self.range = (first, last);
+        // Retention may have removed every segment before the first one: the log's ids
+        // still go on from where its watermark's record says they stood.
+        if self.start.is_none() {
+            if let Some(before) = self.watermark.before_first_segment(first) {
+                self.last_event_id = before;
+            }
+        }
         self.state = match self.start {
             Some(p) => {
                 self.last_event_id = p.last_event_id;

@@ -205,3 +205,63 @@ impl crate::device::BlockDevice for FailingDevice {
         self.inner.sync()
     }
 }
+
+/// A [`MemStore`] that counts how often segments are opened: what a costly listing
+/// or reading of every segment shows up as.
+pub struct CountingStore {
+    pub inner: MemStore,
+    pub opens: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CountingStore {
+    pub fn new(inner: MemStore) -> Self {
+        Self {
+            inner,
+            opens: Default::default(),
+        }
+    }
+}
+
+impl crate::store::SegmentStore for CountingStore {
+    type Device = crate::mem::MemSegment;
+    type Error = crate::mem::MemError;
+
+    fn segment_range(&mut self) -> Result<Option<(u32, u32)>, Self::Error> {
+        self.inner.segment_range()
+    }
+    fn open_segment(&mut self, index: u32) -> Result<Option<Self::Device>, Self::Error> {
+        self.opens
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.open_segment(index)
+    }
+    fn create_segment(
+        &mut self,
+        index: u32,
+        size: u64,
+        initial: &[u8],
+    ) -> Result<Self::Device, Self::Error> {
+        self.inner.create_segment(index, size, initial)
+    }
+    fn sync_metadata(&mut self) -> Result<(), Self::Error> {
+        self.inner.sync_metadata()
+    }
+    fn remove_segment(&mut self, index: u32) -> Result<(), Self::Error> {
+        self.inner.remove_segment(index)
+    }
+    fn segment_sealed(&mut self, index: u32) -> Result<(), Self::Error> {
+        self.inner.segment_sealed(index)
+    }
+    fn read_checkpoint(
+        &mut self,
+        kind: crate::checkpoint::CheckpointKind,
+    ) -> Result<Option<[u8; 64]>, Self::Error> {
+        self.inner.read_checkpoint(kind)
+    }
+    fn write_checkpoint(
+        &mut self,
+        kind: crate::checkpoint::CheckpointKind,
+        record: &[u8; 64],
+    ) -> Result<(), Self::Error> {
+        self.inner.write_checkpoint(kind, record)
+    }
+}

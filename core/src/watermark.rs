@@ -53,6 +53,16 @@ impl Watermark {
         }
     }
 
+    /// The last event id before segment `first`, the first segment present, when the
+    /// holder names the start of it: retention removed every segment before, and with
+    /// them the ids they held, which the log still counts from.
+    #[must_use]
+    pub fn before_first_segment(&self, first: u32) -> Option<u64> {
+        self.holder
+            .filter(|(_, r)| r.next_slot == 0 && r.segment_index == first)
+            .map(|(_, r)| r.last_event_id)
+    }
+
     /// Reads both records of `store`; one that is absent or does not decode is left out.
     pub fn read<S: SegmentStore>(store: &mut S) -> Result<Self, S::Error> {
         let mut records = [None; 2];

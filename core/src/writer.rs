@@ -467,10 +467,17 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             }
         }
         let summary = replay.run(|_| {})?;
-        let found = summary.last_event_id.unwrap_or(0);
-        let decision = decide(&Findings::of(&summary, &watermark, range.map(|r| r.1)));
+        // The last event the log accounts for: its last one, or, when retention left it
+        // without any, the one its watermark's record says came before its first segment.
+        let found = summary.last_event_id.unwrap_or_else(|| {
+            range
+                .and_then(|(first, _)| watermark.before_first_segment(first))
+                .unwrap_or(0)
+        });
+        let findings = Findings::of(&summary, found, &watermark, range.map(|r| r.1));
+        let decision = decide(&findings);
         if let Decision::Refuse(why) = decision {
-            return Err(refusal(why, &summary, &watermark));
+            return Err(refusal(why, &findings));
         }
         make_read_durable(&mut store, &[checkpoint, mark], range)?;
         let mut writer = Self {
@@ -962,17 +969,16 @@ fn make_read_durable<S: SegmentStore>(
 }
 
 /// The error for a refused recovery.
-fn refusal<E>(why: Refusal, summary: &Summary, watermark: &Watermark) -> Error<E> {
-    let found_event_id = summary.last_event_id.unwrap_or(0);
-    match (why, summary.first_issue) {
+fn refusal<E>(why: Refusal, f: &Findings) -> Error<E> {
+    match (why, f.first_issue) {
         (Refusal::HistoryReplaced, Some(issue)) => Error::HistoryReplaced { issue },
         (Refusal::Damaged, Some(issue)) => Error::Damaged {
             issue,
-            status: summary.status,
+            status: f.status,
         },
         (Refusal::DurableDataMissing, issue) => Error::DurableDataMissing {
-            durable_event_id: watermark.durable_event_id,
-            found_event_id,
+            durable_event_id: f.durable_event_id,
+            found_event_id: f.found_event_id,
             issue,
         },
         (Refusal::HistoryReplaced | Refusal::Damaged, None) => {
@@ -1017,6 +1023,113 @@ mod tests {
     fn header(store: &MemStore, index: u32) -> SegmentHeader {
         let image = store.image(index).unwrap();
         SegmentHeader::read_from_bytes(&image[..64]).unwrap()
+    }
+
+    /// The events a strict replay of a fault store's durable state (a power cut now)
+    /// yields, or the error recovering it gives.
+    fn after_power_cut(
+        store: &crate::fault::FaultStore,
+    ) -> Result<Vec<u64>, Error<crate::mem::MemError>> {
+        let image = store.snapshot().durable_image();
+        let (w, _) = WalWriter::open(
+            crate::fault::FaultStore::from_image(&image),
+            ticking_clock(),
+            SMALL,
+        )?;
+        let mut store = w.into_store();
+        let mut ids = Vec::new();
+        Replay::new(&mut store, Mode::Strict).run(|e| ids.push(e.event_id()))?;
+        Ok(ids)
+    }
+
+    /// Runs `workload` on a fault store and returns the crash points it passed.
+    fn crash_points(
+        workload: impl FnOnce(
+            &mut WalWriter<crate::fault::FaultStore, std::boxed::Box<dyn FnMut() -> u64>>,
+        ),
+    ) -> Vec<crate::fault::Snapshot> {
+        let store = crate::fault::FaultStore::new();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&seen);
+        store.set_observer(Some(std::boxed::Box::new(
+            move |s: &crate::fault::Snapshot| {
+                log.lock().unwrap().push(s.clone());
+            },
+        )));
+        let clock: std::boxed::Box<dyn FnMut() -> u64> = std::boxed::Box::new(ticking_clock());
+        let (mut w, _) = WalWriter::open(store.clone(), clock, SMALL).unwrap();
+        workload(&mut w);
+        store.set_observer(None);
+        seen.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn a_seal_only_in_the_cache_is_made_durable_before_the_log_goes_on() {
+        // Issue 9, defect 1: killed between the sealed header's write and its sync, the
+        // header is only in the cache. The restart must make it durable before it creates
+        // the next segment and acknowledges events there; otherwise a power cut reverts
+        // the header to open, with a later segment after it, and the log is refused.
+        let points = crash_points(|w| {
+            for i in 1..=4096 {
+                w.append(&reference_event(i)).unwrap();
+            }
+        });
+        let in_window: Vec<_> = points
+            .iter()
+            .filter(|p| {
+                p.next == Some(crate::fault::OpKind::Sync)
+                    && p.pending
+                        .iter()
+                        .any(|w| (w.segment, w.offset_bytes) == (0, 0))
+            })
+            .collect();
+        assert_eq!(
+            in_window.len(),
+            1,
+            "the seal's sync, with the header pending"
+        );
+        let crashed = crate::fault::FaultStore::after_process_crash(in_window[0], false);
+        let (mut w, _) = WalWriter::open(crashed.clone(), ticking_clock(), SMALL).unwrap();
+        assert_eq!(w.last_event_id(), 4096, "the cached header reads as sealed");
+        for i in 4097..=4196 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        assert_eq!(w.sync().unwrap(), 4196, "acknowledged");
+        assert_eq!(after_power_cut(&crashed).unwrap(), ids(1..=4196));
+    }
+
+    #[test]
+    fn a_segment_created_only_in_the_cache_is_made_durable_before_it_is_written() {
+        // Issue 9, defect 1 (the directory): killed after a new segment's rename but before
+        // the directory's sync, the segment exists only in the cache; appending to it
+        // and syncing its file does not make its name durable.
+        let points = crash_points(|w| {
+            for i in 1..=4100 {
+                w.append(&reference_event(i)).unwrap();
+            }
+        });
+        let creating: Vec<_> = points
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.in_flight,
+                    Some(crate::fault::InFlight::Create { index: 1, .. })
+                )
+            })
+            .collect();
+        assert_eq!(creating.len(), 1);
+        let crashed = crate::fault::FaultStore::after_process_crash(creating[0], true);
+        let (mut w, _) = WalWriter::open(crashed.clone(), ticking_clock(), SMALL).unwrap();
+        assert_eq!(
+            w.active_segment(),
+            Some(1),
+            "appending goes on in the cached segment"
+        );
+        for i in 4097..=4150 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        assert_eq!(w.sync().unwrap(), 4150);
+        assert_eq!(after_power_cut(&crashed).unwrap(), ids(1..=4150));
     }
 
     #[test]
@@ -1592,6 +1705,225 @@ mod tests {
                 durable_event_id: 10_000
             }
         );
+    }
+
+    #[test]
+    fn a_truncated_open_tail_is_sealed_where_its_blocks_end() {
+        // Issue 9, defect 5: `truncate -s 216064 FS.00000001.wal` (13 whole slots and a
+        // part of one) made recovery clear the slot, then refuse forever with "segment
+        // device does not hold 16..=524288 block slots", naming no file.
+        for (cut_bytes, valid_blocks, torn) in [
+            // Inside slot 13, which holds nothing: nothing to set aside.
+            (216_064u64, 11u32, false),
+            // Inside block 10, written and never synced: set aside in place.
+            (block_offset_bytes(10) + 5000, 10, true),
+        ] {
+            let mut store = write_events((1..=4096 + 2900).map(reference_event), 16, None, false);
+            store.set_len(1, cut_bytes).unwrap().unwrap();
+            let before = store.image(1).unwrap();
+            let (mut w, rec) = open(store);
+            let tail = rec.sealed_tail.unwrap();
+            assert_eq!(
+                (tail.segment, tail.block_count),
+                (1, valid_blocks),
+                "{cut_bytes}"
+            );
+            let last = 4096 + 256 * u64::from(valid_blocks);
+            assert_eq!(w.last_event_id(), last);
+            if torn {
+                assert_eq!(
+                    tail.reason,
+                    SealReason::TornTail {
+                        past_watermark: true
+                    }
+                );
+                assert_eq!(tail.set_aside.map(|a| a.bytes), Some(5000));
+            } else {
+                assert_eq!(tail.reason, SealReason::TooShort);
+                assert_eq!(tail.set_aside, None);
+            }
+            assert_eq!(
+                w.store().image(1).unwrap()[64..],
+                before[64..],
+                "only the header changed"
+            );
+            for i in last + 1..=last + 500 {
+                w.append(&reference_event(i)).unwrap();
+            }
+            w.close().unwrap();
+            let mut store = w.into_store();
+            assert_eq!(store.indices(), [0, 1, 2]);
+            let r = replay(&mut store, Mode::Strict, None);
+            assert_eq!((r.ids, r.summary.status), (ids(1..=last + 500), Status::Ok));
+        }
+    }
+
+    /// An independent copy of `store` (its clones share one store).
+    fn copy_of(store: &MemStore) -> MemStore {
+        let mut copy = MemStore::new();
+        for i in store.indices() {
+            copy.insert_image(i, store.image(i).unwrap());
+        }
+        for kind in CheckpointKind::ALL {
+            if let Some(record) = store.checkpoint(kind) {
+                copy.write_checkpoint(kind, &record).unwrap();
+            }
+        }
+        copy
+    }
+
+    #[test]
+    fn replaced_history_is_refused_even_when_ids_climb() {
+        // Issue 9, defect 8: another writer deleted acknowledged segments and appended
+        // events whose ids climbed past the watermark; fswal compared ids only.
+        let original = reference_log(10_000, 16, true);
+        // The same first 8192 events, then other ones from 9001: ids past 10 000.
+        let other = write_events(
+            (1..=8192).chain(9001..=14_000).map(reference_event),
+            16,
+            None,
+            true,
+        );
+        let mut replaced = copy_of(&original);
+        replaced.insert_image(2, other.image(2).unwrap());
+        replaced.insert_image(3, other.image(3).unwrap());
+        let before = images(&replaced);
+        let Err(Error::HistoryReplaced { issue }) =
+            WalWriter::open(replaced.clone(), ticking_clock(), SMALL)
+        else {
+            panic!("replaced history was accepted");
+        };
+        // Segment 2 block 7, where the checkpoint records event 10 000's block.
+        assert_eq!((issue.segment, issue.block), (2, Some(7)));
+        assert!(matches!(
+            issue.reason,
+            Reason::WatermarkMismatch {
+                durable_event_id: 10_000,
+                found_event_id: Some(11_048),
+                ..
+            }
+        ));
+        assert_eq!(images(&replaced), before, "nothing was changed");
+        let r = replay(&mut replaced.snapshot(), Mode::Strict, None);
+        assert_eq!(r.summary.status, Status::Corrupt);
+        assert_eq!(
+            r.ids.last(),
+            Some(&10_792),
+            "nothing from the mismatching block on is replayed"
+        );
+        // A segment where the record's block would be, ending before it, then more ids.
+        let (mut w, _) = open(reference_log(9000, 16, true));
+        for i in 20_001..=24_000 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.close().unwrap();
+        let short = w.into_store();
+        assert_eq!(
+            header(&short, 2).block_count(),
+            4,
+            "segment 2 ends before block 7"
+        );
+        let mut replaced = copy_of(&original);
+        replaced.remove(2);
+        for i in short.indices().into_iter().filter(|&i| i >= 2) {
+            replaced.insert_image(i, short.image(i).unwrap());
+        }
+        assert!(matches!(
+            WalWriter::open(replaced, ticking_clock(), SMALL),
+            Err(Error::HistoryReplaced { .. })
+        ));
+        // The log as written reopens.
+        assert!(WalWriter::open(original, ticking_clock(), SMALL).is_ok());
+    }
+
+    #[test]
+    fn retention_costs_what_it_deletes() {
+        // Issue 9, defect 10: retention opened every segment at each rotation.
+        let store = reference_log(120 * 4096, 16, true);
+        let counting = crate::testutil::CountingStore::new(store);
+        let opens = counting.opens.clone();
+        let config = WriterConfig {
+            retention: Retention {
+                segments_max: Some(118),
+                bytes_max: None,
+            },
+            ..SMALL
+        };
+        let (mut w, _) = WalWriter::open(counting, ticking_clock(), config).unwrap();
+        let at_open = opens.load(Ordering::Relaxed);
+        for i in 120 * 4096 + 1..=130 * 4096 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        let rotations = 10;
+        let per_rotation = (opens.load(Ordering::Relaxed) - at_open) / rotations;
+        assert!(
+            per_rotation <= 3,
+            "{per_rotation} segment opens per rotation"
+        );
+        w.close().unwrap();
+        let mut store = w.into_store().inner;
+        assert_eq!(store.indices().len(), 118);
+        assert_eq!(store.indices()[0], 12);
+        let r = replay(&mut store, Mode::Strict, None);
+        assert_eq!(r.summary.status, Status::Ok);
+    }
+
+    #[test]
+    fn retention_never_leaves_a_log_recovery_refuses() {
+        // Keeping one segment, the segment the checkpoint names is the one retention
+        // removes at a rotation: the checkpoint moves first, and a crash anywhere leaves
+        // a log that reopens.
+        let config = WriterConfig {
+            retention: Retention {
+                segments_max: Some(1),
+                bytes_max: None,
+            },
+            ..SMALL
+        };
+        let store = crate::fault::FaultStore::new();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&seen);
+        store.set_observer(Some(std::boxed::Box::new(
+            move |s: &crate::fault::Snapshot| {
+                log.lock().unwrap().push(s.clone());
+            },
+        )));
+        let (mut w, _) = WalWriter::open(store.clone(), ticking_clock(), config).unwrap();
+        for i in 1..=3 * 4096 + 100 {
+            w.append(&reference_event(i)).unwrap();
+            if i % 1000 == 0 {
+                w.sync().unwrap();
+            }
+        }
+        w.close().unwrap();
+        store.set_observer(None);
+        let points = seen.lock().unwrap().clone();
+        assert!(
+            points
+                .iter()
+                .any(|p| p.next == Some(crate::fault::OpKind::Remove))
+        );
+        for point in &points {
+            for image in [
+                point.durable_image(),
+                point.image(
+                    &std::vec![crate::fault::Landed::All; point.pending.len()],
+                    512,
+                ),
+            ] {
+                let recovered = crate::fault::FaultStore::from_image(&image);
+                if let Err(e) = WalWriter::open(recovered, ticking_clock(), config) {
+                    panic!("op {} ({:?}): refused: {e}", point.op, point.next);
+                }
+            }
+            let crashed = crate::fault::FaultStore::after_process_crash(point, true);
+            if let Err(e) = WalWriter::open(crashed, ticking_clock(), config) {
+                panic!(
+                    "op {} ({:?}), process crash: refused: {e}",
+                    point.op, point.next
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,25 +1,43 @@
 //! The crash simulator: runs a seeded workload on a fault-injecting store, and at every
-//! crash point builds the images a crash could leave under the fault model, recovers
+//! crash point builds the states a crash could leave under the fault model, recovers
 //! each and checks what fswal promises.
 //!
 //! A crash point is any moment before an operation that changes what a crash would
-//! leave (a device write or sync, a segment creation or removal, a checkpoint write,
-//! preserving bytes). For each, the images are: the durable state alone; every subset of
-//! the pending writes (exhaustively up to [`SUBSETS_EXHAUSTIVE_MAX`] pending, sampled
-//! beyond); every sector-prefix cut of each pending write; sampled per-sector subsets of
-//! each pending write; and the last segment extended with zeros. On every image:
+//! leave (a device write or sync, a segment creation or removal, a checkpoint write, a
+//! sync of the store's metadata). Two kinds of crash are taken at each:
+//!
+//! - a **power cut**: the images are the durable state alone; every subset of the
+//!   pending writes (exhaustively up to [`SUBSETS_EXHAUSTIVE_MAX`] pending, sampled
+//!   beyond); every sector-prefix cut of each pending write; sampled per-sector subsets
+//!   of each pending write; and the last segment extended with zeros;
+//! - a **process crash**: the machine stays up, so a restarted process reads every
+//!   pending write from the cache, but none of them is durable
+//!   ([`FaultStore::after_process_crash`]), and neither is an operation the process was
+//!   in the middle of (a creation, a removal, a checkpoint replaced), tried both done
+//!   and not done. The restarted process recovers, appends and syncs, and at every
+//!   crash point of that run a power cut is taken again (the durable state, everything
+//!   pending, a sampled subset), and now and then another process crash, up to
+//!   [`RESTARTS_MAX`] restarts deep: crash, restart, append, crash again.
+//!
+//! On every state recovered:
 //!
 //! 1. recovery, replay and the checks do not panic or hang (every loop is bounded);
 //! 2. the events acknowledged durable (those up to the watermark a returned sync or
-//!    seal reported) are a prefix of the replayed events (`acknowledged_lost`);
+//!    seal reported, and everything a recovery that returned found) are a prefix of
+//!    the replayed events (`acknowledged_lost`);
 //! 3. the replayed events are a prefix of the appended events (`phantom_events`);
 //! 4. recovery ends exactly where the independent scanner ([`crate::scan`]) says the
 //!    valid data ends (`truncation_mismatches`);
 //! 5. appending after recovery and reopening gives the old events then the new ones;
-//! 6. recovering twice gives the same result.
+//! 6. a power cut right after recovery returned leaves the same log (recovery made
+//!    what it read durable before relying on it).
 //!
-//! Some images are recovered on a store that itself records crash points, and the
-//! images of a crash *during recovery* are checked the same way.
+//! The report keeps one tally per lineage: power cuts of the workload (and crashes
+//! during their recovery), the states process crashes leave, and power cuts in runs
+//! restarted after a process crash.
+//!
+//! Some power-cut images are recovered on a store that itself records crash points, and
+//! the images of a crash *during recovery* are checked the same way.
 //!
 //! Cost: segments sealed before the first one a pending write touches are the same in
 //! every image of a crash point. They are verified once per crash point; per image,
@@ -32,7 +50,7 @@ use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
-use fswal_core::fault::{FaultStore, Image, Landed, Snapshot};
+use fswal_core::fault::{FaultStore, Image, InFlight, Landed, Snapshot};
 use fswal_core::reference::reference_event;
 use fswal_core::writer::OpenScan;
 use fswal_core::{Mode, Replay, RequestEvent, SegmentStore, WalWriter, WriterConfig};
@@ -55,8 +73,16 @@ pub const FULL_SCAN_EVERY: u64 = 16;
 /// check crashes during recovery.
 pub const RECOVERY_CRASH_EVERY: u64 = 16;
 
-/// Events appended after recovery, for check 5.
+/// Events appended after recovery, for check 5 (a sync after half of them, then a close).
 const EVENTS_AFTER_RECOVERY: u64 = 40;
+
+/// How deep process crashes nest: a process crash, a restart that appends, another
+/// process crash, and so on.
+pub const RESTARTS_MAX: u32 = 2;
+
+/// In a run restarted after a process crash, one crash point in this many is also
+/// taken as another process crash (while [`RESTARTS_MAX`] allows).
+pub const RESTARTED_PROCESS_CRASH_EVERY: u64 = 8;
 
 /// Failures described in the report, at most.
 const FAILURES_LISTED_MAX: usize = 20;
@@ -119,37 +145,37 @@ impl Default for SimConfig {
     }
 }
 
-/// What a simulation found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SimReport {
-    /// Crash points explored (in the workload, and during recovery).
-    pub crash_points: u64,
-    /// Crash points in the workload itself, among them.
-    pub workload_crash_points: u64,
-    /// Crash points during recovery itself, among them.
-    pub recovery_crash_points: u64,
-    /// Images recovered and checked.
+/// What the states of one lineage of crashes gave.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    /// States recovered and checked.
     pub images: u64,
-    /// Images by kind.
-    pub images_by_kind: BTreeMap<&'static str, u64>,
-    /// Acknowledged events missing after recovery, summed over images.
+    /// Acknowledged events missing after recovery, summed over the states.
     pub acknowledged_lost: u64,
-    /// Replayed events that were never appended (or differ), summed over images.
+    /// Replayed events that were never appended (or differ), summed over the states.
     pub phantom_events: u64,
-    /// Images where recovery ended elsewhere than the independent scanner says.
+    /// States where recovery ended elsewhere than the independent scanner says.
     pub truncation_mismatches: u64,
-    /// Images where recovery refused a log that a crash alone produced.
+    /// States where recovery refused a log that crashes alone produced.
     pub refusals: u64,
-    /// Images where appending after recovery, or recovering twice, went wrong.
+    /// States where appending after recovery, or a power cut right after it, went wrong.
     pub continuation_failures: u64,
-    /// Images whose processing panicked.
+    /// States whose processing panicked.
     pub panics: u64,
-    /// The first failures, described.
-    pub failures: Vec<String>,
 }
 
-impl SimReport {
-    /// Whether every check held on every image.
+impl Tally {
+    fn add(&mut self, other: &Tally) {
+        self.images += other.images;
+        self.acknowledged_lost += other.acknowledged_lost;
+        self.phantom_events += other.phantom_events;
+        self.truncation_mismatches += other.truncation_mismatches;
+        self.refusals += other.refusals;
+        self.continuation_failures += other.continuation_failures;
+        self.panics += other.panics;
+    }
+
+    /// Whether every check held.
     #[must_use]
     pub fn is_clean(&self) -> bool {
         self.acknowledged_lost == 0
@@ -159,6 +185,73 @@ impl SimReport {
             && self.continuation_failures == 0
             && self.panics == 0
     }
+}
+
+/// The lineage of a state: what crash made it, after what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lineage {
+    /// A power cut in the workload, or in the recovery of one.
+    PowerCut,
+    /// What a process crash leaves: every pending write visible, none durable.
+    ProcessCrash,
+    /// A power cut in a run restarted after a process crash.
+    PowerCutAfterProcessCrash,
+}
+
+/// What a simulation found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimReport {
+    /// Crash points explored (in the workload, during recovery, in restarted runs).
+    pub crash_points: u64,
+    /// Crash points in the workload itself, among them.
+    pub workload_crash_points: u64,
+    /// Crash points during the recovery of a power-cut image, among them.
+    pub recovery_crash_points: u64,
+    /// Crash points in runs restarted after a process crash, among them.
+    pub restarted_crash_points: u64,
+    /// States recovered and checked, of every lineage.
+    pub images: u64,
+    /// Power-cut images by kind, and process-crash states (`process-crash`, and
+    /// `process-crash-half-done` with the interrupted operation visible).
+    pub images_by_kind: BTreeMap<&'static str, u64>,
+    /// Power cuts of the workload, and crashes during their recovery.
+    pub power_cut: Tally,
+    /// The states process crashes leave, recovered.
+    pub process_crash: Tally,
+    /// Power cuts in runs restarted after a process crash.
+    pub power_cut_after_process_crash: Tally,
+    /// The first failures, described.
+    pub failures: Vec<String>,
+}
+
+impl SimReport {
+    /// The three lineages summed.
+    #[must_use]
+    pub fn total(&self) -> Tally {
+        let mut t = Tally::default();
+        for lineage in [
+            &self.power_cut,
+            &self.process_crash,
+            &self.power_cut_after_process_crash,
+        ] {
+            t.add(lineage);
+        }
+        t
+    }
+
+    /// Whether every check held on every state.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.total().is_clean()
+    }
+
+    fn tally(&mut self, lineage: Lineage) -> &mut Tally {
+        match lineage {
+            Lineage::PowerCut => &mut self.power_cut,
+            Lineage::ProcessCrash => &mut self.process_crash,
+            Lineage::PowerCutAfterProcessCrash => &mut self.power_cut_after_process_crash,
+        }
+    }
 
     fn fail(&mut self, what: String) {
         if self.failures.len() < FAILURES_LISTED_MAX {
@@ -167,27 +260,61 @@ impl SimReport {
     }
 }
 
-/// What the workload had done when a crash point came.
+/// What a run had done when a crash point came, counted in events of its history.
 #[derive(Clone, Copy, Debug)]
 struct Progress {
     /// Events appended (including one being appended).
     appended: usize,
-    /// Events acknowledged durable (a returned sync or seal covered them).
+    /// Events acknowledged durable (a returned sync or seal covered them, or a
+    /// recovery that returned found them).
     acknowledged: usize,
 }
 
-/// The shared state of a run: the appended events, the progress, the report.
+/// The shared state of a simulation: the workload's events and progress, the report.
 struct Run {
     config: SimConfig,
-    events: Vec<RequestEvent>,
+    events: Arc<Vec<RequestEvent>>,
     progress: Progress,
     report: SimReport,
     rng: Rng,
     images_seen: u64,
-    /// Sealed segments verified so far: (index, image identity, their event ids). A
-    /// sealed segment never changes, and its image keeps its allocation, so a segment
-    /// with the same identity need not be verified again.
-    verified: Vec<(u32, usize, Vec<u64>)>,
+    /// Sealed segments verified so far: (index, image, their event ids). A sealed
+    /// segment never changes, and its image keeps its allocation, so a segment whose
+    /// image is the same allocation need not be verified again. The entry holds the
+    /// image, so that its allocation cannot be freed and reused for other bytes.
+    verified: Vec<(u32, Arc<Vec<u8>>, Vec<u64>)>,
+}
+
+/// Where a crash point was met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// In the workload.
+    Workload,
+    /// In the recovery of a power-cut image of the workload.
+    Recovery,
+    /// In a run restarted after `depth` process crashes.
+    Restarted { depth: u32 },
+}
+
+/// A crash point with what the run had appended by then: `history` holds the events
+/// appended in order (the run may not have reached the end of it), `progress` how
+/// many of them were appended and acknowledged.
+struct Point<'a> {
+    snapshot: &'a Snapshot,
+    history: &'a Arc<Vec<RequestEvent>>,
+    progress: Progress,
+    origin: Origin,
+}
+
+/// How the state to recover is made from a crash point.
+enum Restart<'a> {
+    /// A power cut left this image.
+    PowerCut(&'a Image),
+    /// The process crashed; `half_done` leaves the operation it was in visible.
+    ProcessCrash {
+        snapshot: &'a Snapshot,
+        half_done: bool,
+    },
 }
 
 /// Runs the simulation; `progress` is called now and then with the report so far.
@@ -195,15 +322,17 @@ pub fn simulate(config: SimConfig, mut progress: impl FnMut(&SimReport)) -> SimR
     let mut rng = Rng::new(config.seed);
     // Increasing ids with small random gaps, from the reference stream.
     let mut id = 0u64;
-    let events: Vec<RequestEvent> = (0..config.events)
-        .map(|_| {
-            id += 1 + rng.below(3);
-            reference_event(id)
-        })
-        .collect();
+    let events: Arc<Vec<RequestEvent>> = Arc::new(
+        (0..config.events)
+            .map(|_| {
+                id += 1 + rng.below(3);
+                reference_event(id)
+            })
+            .collect(),
+    );
     let run = Arc::new(Mutex::new(Run {
         config,
-        events: events.clone(),
+        events: Arc::clone(&events),
         progress: Progress {
             appended: 0,
             acknowledged: 0,
@@ -218,7 +347,7 @@ pub fn simulate(config: SimConfig, mut progress: impl FnMut(&SimReport)) -> SimR
     let observer_run = Arc::clone(&run);
     store.set_observer(Some(Box::new(move |snapshot: &Snapshot| {
         let mut run = lock(&observer_run);
-        crash_point(&mut run, snapshot, true);
+        workload_point(&mut run, snapshot);
     })));
 
     let writer_config = writer_config(config, OpenScan::Full);
@@ -273,7 +402,7 @@ pub fn simulate(config: SimConfig, mut progress: impl FnMut(&SimReport)) -> SimR
         let snapshot = store.snapshot();
         let mut run = lock(&run);
         run.progress.acknowledged = run.progress.appended;
-        crash_point(&mut run, &snapshot, true);
+        workload_point(&mut run, &snapshot);
     }
     store.set_observer(None);
     let report = lock(&run).report.clone();
@@ -303,10 +432,21 @@ fn sync_interval(rng: &mut Rng) -> u64 {
     }
 }
 
+/// Which power-cut images a crash point gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Breadth {
+    /// Every kind (see the module docs).
+    Full,
+    /// The durable state, everything pending, and one sampled subset: for the many
+    /// crash points of restarted runs.
+    Few,
+}
+
 /// The choices of landed pending writes to try at a crash point, with their kinds.
 fn image_choices(
     snapshot: &Snapshot,
     sector_bytes: u32,
+    breadth: Breadth,
     rng: &mut Rng,
 ) -> Vec<(&'static str, Vec<Landed>)> {
     let n = snapshot.pending.len();
@@ -315,6 +455,23 @@ fn image_choices(
         return out;
     }
     out.push(("all-pending", vec![Landed::All; n]));
+    let random_subset = |rng: &mut Rng| -> Vec<Landed> {
+        (0..n)
+            .map(|_| {
+                if rng.below(2) == 1 {
+                    Landed::All
+                } else {
+                    Landed::Nothing
+                }
+            })
+            .collect()
+    };
+    if breadth == Breadth::Few {
+        if n > 1 {
+            out.push(("subset", random_subset(rng)));
+        }
+        return out;
+    }
     // Every subset (out-of-order loss), or a sample.
     if n <= SUBSETS_EXHAUSTIVE_MAX {
         for mask in 1..(1u64 << n) - 1 {
@@ -333,18 +490,7 @@ fn image_choices(
         }
     } else {
         for _ in 0..SUBSETS_SAMPLED {
-            out.push((
-                "subset",
-                (0..n)
-                    .map(|_| {
-                        if rng.below(2) == 1 {
-                            Landed::All
-                        } else {
-                            Landed::Nothing
-                        }
-                    })
-                    .collect(),
-            ));
+            out.push(("subset", random_subset(rng)));
         }
     }
     for (i, write) in snapshot.pending.iter().enumerate() {
@@ -370,40 +516,124 @@ fn image_choices(
     out
 }
 
-/// Explores one crash point: every image, checked. `nested` allows crash points during
-/// the recovery of some images.
-fn crash_point(run: &mut Run, snapshot: &Snapshot, nested: bool) {
+/// A crash point of the workload.
+fn workload_point(run: &mut Run, snapshot: &Snapshot) {
+    let history = Arc::clone(&run.events);
+    let point = Point {
+        snapshot,
+        history: &history,
+        progress: run.progress,
+        origin: Origin::Workload,
+    };
+    crash_point(run, &point);
+}
+
+/// Explores one crash point: a power cut (every image, checked) and, in the workload
+/// and now and then in a restarted run, a process crash.
+fn crash_point(run: &mut Run, point: &Point<'_>) {
     run.report.crash_points += 1;
-    if nested {
-        run.report.workload_crash_points += 1;
-    }
-    let progress = run.progress;
+    let (breadth, lineage) = match point.origin {
+        Origin::Workload => {
+            run.report.workload_crash_points += 1;
+            (Breadth::Full, Lineage::PowerCut)
+        }
+        Origin::Recovery => {
+            run.report.recovery_crash_points += 1;
+            (Breadth::Full, Lineage::PowerCut)
+        }
+        Origin::Restarted { .. } => {
+            run.report.restarted_crash_points += 1;
+            (Breadth::Few, Lineage::PowerCutAfterProcessCrash)
+        }
+    };
+    let snapshot = point.snapshot;
     let sector = run.config.sector_bytes;
-    let choices = image_choices(snapshot, sector, &mut run.rng);
+    let choices = image_choices(snapshot, sector, breadth, &mut run.rng);
     // Segments the pending writes touch may differ between images; those before the
     // first of them, and before the checkpoint's segment, are the same in all.
     let first_touched = snapshot.pending.iter().map(|p| p.segment).min();
     let base = stable_base(snapshot, first_touched);
-    let Some(stable) = verify_stable(run, snapshot, base) else {
+    let Some(stable) = verify_stable(run, snapshot, base, point.history, lineage) else {
         return;
     };
     let mut images: Vec<(&'static str, Image)> = choices
         .into_iter()
         .map(|(kind, landed)| (kind, snapshot.image(&landed, sector)))
         .collect();
-    // Files extended with zeros: the last segment a little longer than written.
-    let all = snapshot.image(&vec![Landed::All; snapshot.pending.len()], sector);
-    for extra in [u64::from(sector), 8000] {
-        let mut img = all.clone();
-        if let Some((_, last)) = img.segments.iter_mut().next_back() {
-            let bytes = Arc::make_mut(last);
-            bytes.resize(bytes.len() + usize::try_from(extra).unwrap_or(0), 0);
+    if breadth == Breadth::Full {
+        // Files extended with zeros: the last segment a little longer than written.
+        let all = snapshot.image(&vec![Landed::All; snapshot.pending.len()], sector);
+        for extra in [u64::from(sector), 8000] {
+            let mut img = all.clone();
+            if let Some((_, last)) = img.segments.iter_mut().next_back() {
+                let bytes = Arc::make_mut(last);
+                bytes.resize(bytes.len() + usize::try_from(extra).unwrap_or(0), 0);
+            }
+            images.push(("extended-zeros", img));
         }
-        images.push(("extended-zeros", img));
     }
+    let stable_part = Stable { base, ids: &stable };
     for (kind, image) in images {
-        check_image(run, kind, &image, base, &stable, progress, nested);
+        check(
+            run,
+            point,
+            kind,
+            lineage,
+            &Restart::PowerCut(&image),
+            &stable_part,
+        );
     }
+    // A process crash here: the restarted process sees everything pending.
+    let take_process_crash = match point.origin {
+        Origin::Workload => true,
+        Origin::Recovery => false,
+        Origin::Restarted { depth } => {
+            depth < RESTARTS_MAX && run.rng.below(RESTARTED_PROCESS_CRASH_EVERY) == 0
+        }
+    };
+    if take_process_crash {
+        let metadata_in_flight = matches!(
+            snapshot.in_flight,
+            Some(InFlight::Create { .. } | InFlight::Remove { .. } | InFlight::Checkpoint { .. })
+        );
+        for half_done in [false, true] {
+            if half_done && !metadata_in_flight {
+                continue;
+            }
+            let kind = if half_done {
+                "process-crash-half-done"
+            } else {
+                "process-crash"
+            };
+            // What a process crash leaves shows the durable segments before the first
+            // pending write as they are, unless a segment removed without that being
+            // durable yet (a ghost, or a removal left half done) is among them.
+            let ghosts = !snapshot.ghosts.is_empty()
+                || (half_done && matches!(snapshot.in_flight, Some(InFlight::Remove { .. })));
+            let none = Stable {
+                base: None,
+                ids: &[],
+            };
+            check(
+                run,
+                point,
+                kind,
+                Lineage::ProcessCrash,
+                &Restart::ProcessCrash {
+                    snapshot,
+                    half_done,
+                },
+                if ghosts { &none } else { &stable_part },
+            );
+        }
+    }
+}
+
+/// The segments every image of a crash point shares, verified once: those before
+/// `base`, holding the events `ids` (the first `ids.len()` of the history).
+struct Stable<'a> {
+    base: Option<u32>,
+    ids: &'a [u64],
 }
 
 /// The segment from which images may differ: the first one a pending write touches,
@@ -421,20 +651,26 @@ fn stable_base(snapshot: &Snapshot, first_touched: Option<u32>) -> Option<u32> {
 
 /// The events of the segments before `base`, verified: each is a sealed segment the
 /// independent scanner accepts, the indices are contiguous, the ids keep increasing,
-/// and together they are a prefix of the appended events. `None` (with a failure
-/// recorded) if not. Segments verified at an earlier crash point are not read again.
-fn verify_stable(run: &mut Run, snapshot: &Snapshot, base: Option<u32>) -> Option<Vec<u64>> {
+/// and together they are a prefix of `history`. `None` (with a failure recorded in
+/// `lineage`'s tally) if not. Segments verified at an earlier crash point are not read
+/// again.
+fn verify_stable(
+    run: &mut Run,
+    snapshot: &Snapshot,
+    base: Option<u32>,
+    history: &[RequestEvent],
+    lineage: Lineage,
+) -> Option<Vec<u64>> {
     let Some(base) = base else {
         return Some(Vec::new());
     };
     let mut ids: Vec<u64> = Vec::new();
     let mut previous: Option<u32> = None;
     for (position, (&index, bytes)) in snapshot.durable.range(..base).enumerate() {
-        let identity = Arc::as_ptr(bytes) as usize;
         let cached = run
             .verified
             .get(position)
-            .filter(|(i, id, _)| (*i, *id) == (index, identity))
+            .filter(|(i, image, _)| *i == index && Arc::ptr_eq(image, bytes))
             .map(|(_, _, ids)| ids.clone());
         let segment_ids = match cached {
             Some(segment_ids) => segment_ids,
@@ -447,12 +683,12 @@ fn verify_stable(run: &mut Run, snapshot: &Snapshot, base: Option<u32>) -> Optio
                         snapshot.op,
                         prefix.stop.map(|s| s.rule)
                     );
-                    run.report.truncation_mismatches += 1;
+                    run.report.tally(lineage).truncation_mismatches += 1;
                     run.report.fail(what);
                     return None;
                 }
                 run.verified
-                    .push((index, identity, prefix.event_ids.clone()));
+                    .push((index, Arc::clone(bytes), prefix.event_ids.clone()));
                 prefix.event_ids
             }
         };
@@ -461,7 +697,7 @@ fn verify_stable(run: &mut Run, snapshot: &Snapshot, base: Option<u32>) -> Optio
                 .first()
                 .is_none_or(|first| ids.last().is_none_or(|last| first > last));
         if !continues {
-            run.report.truncation_mismatches += 1;
+            run.report.tally(lineage).truncation_mismatches += 1;
             run.report.fail(format!(
                 "op {}: segment {index} does not continue the log",
                 snapshot.op
@@ -471,9 +707,9 @@ fn verify_stable(run: &mut Run, snapshot: &Snapshot, base: Option<u32>) -> Optio
         previous = Some(index);
         ids.extend(segment_ids);
     }
-    let appended = run.events.iter().map(RequestEvent::event_id);
+    let appended = history.iter().map(RequestEvent::event_id);
     if ids.iter().copied().ne(appended.take(ids.len())) {
-        run.report.phantom_events += 1;
+        run.report.tally(lineage).phantom_events += 1;
         run.report.fail(format!(
             "op {}: the sealed segments hold events never appended",
             snapshot.op
@@ -505,17 +741,21 @@ where
     Ok((events, *replay.summary()))
 }
 
-/// Recovers, replays and checks one image.
-fn check_image(
+/// What a restarted run collects: its crash points, with its progress at each.
+type Collected = Arc<Mutex<Vec<(Snapshot, Progress)>>>;
+
+/// Recovers, replays and checks one state of a crash point; for a process crash, then
+/// explores the crash points of the restarted run.
+fn check(
     run: &mut Run,
+    point: &Point<'_>,
     kind: &'static str,
-    image: &Image,
-    base: Option<u32>,
-    stable: &[u64],
-    progress: Progress,
-    nested: bool,
+    lineage: Lineage,
+    restart: &Restart<'_>,
+    stable: &Stable<'_>,
 ) {
     run.report.images += 1;
+    run.report.tally(lineage).images += 1;
     *run.report.images_by_kind.entry(kind).or_default() += 1;
     run.images_seen += 1;
     let seen = run.images_seen;
@@ -525,42 +765,114 @@ fn check_image(
         OpenScan::FromCheckpoint
     };
     let config = writer_config(run.config, scan);
-    let events = run.events.clone();
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        check_image_inner(image, base, stable, &events, progress, config, kind)
-    }));
-    match outcome {
-        Err(_) => {
-            run.report.panics += 1;
-            run.report.fail(format!("{kind} image: panicked"));
+    let (store, visible) = match restart {
+        Restart::PowerCut(image) => (FaultStore::from_image(image), None),
+        Restart::ProcessCrash {
+            snapshot,
+            half_done,
+        } => {
+            let store = FaultStore::after_process_crash(snapshot, *half_done);
+            let visible = store.visible_image();
+            (store, Some(visible))
         }
-        Ok(result) => absorb(&mut run.report, result),
+    };
+    let image = match (restart, &visible) {
+        (_, Some(visible)) => visible,
+        (Restart::PowerCut(image), None) => *image,
+        (Restart::ProcessCrash { .. }, None) => return,
+    };
+    // A restarted run records its crash points, to be explored after the checks.
+    let depth = match point.origin {
+        Origin::Restarted { depth } => depth,
+        Origin::Workload | Origin::Recovery => 0,
+    };
+    let collected: Option<(Collected, Arc<Mutex<Progress>>)> = visible.as_ref().map(|_| {
+        let points: Collected = Arc::new(Mutex::new(Vec::new()));
+        let progress = Arc::new(Mutex::new(point.progress));
+        let (to_points, to_progress) = (Arc::clone(&points), Arc::clone(&progress));
+        store.set_observer(Some(Box::new(move |s: &Snapshot| {
+            let now = *lock(&to_progress);
+            lock(&to_points).push((s.clone(), now));
+        })));
+        (points, progress)
+    });
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        check_state(
+            &store,
+            image,
+            stable,
+            point,
+            config,
+            kind,
+            collected.as_ref().map(|(_, p)| p),
+        )
+    }));
+    store.set_observer(None);
+    let history2 = match outcome {
+        Err(_) => {
+            run.report.tally(lineage).panics += 1;
+            run.report.fail(format!("{kind} state: panicked"));
+            None
+        }
+        Ok((findings, history2)) => {
+            absorb(&mut run.report, lineage, findings);
+            history2
+        }
+    };
+    // The restarted run's crash points, each a power cut (and now and then a process
+    // crash) with the restarted run's history.
+    if let (Some((points, _)), Some(history2)) = (collected, history2) {
+        let history2 = Arc::new(history2);
+        let points = std::mem::take(&mut *lock(&points));
+        for (snapshot, progress) in &points {
+            let restarted = Point {
+                snapshot,
+                history: &history2,
+                progress: *progress,
+                origin: Origin::Restarted { depth: depth + 1 },
+            };
+            crash_point(run, &restarted);
+        }
+        return;
     }
     // A crash during recovery: recover this image on a store that records crash points,
     // and explore those (once: no crash during the recovery of a recovery's crash).
-    if nested && seen % RECOVERY_CRASH_EVERY == 0 {
-        let store = FaultStore::from_image(image);
-        let points = Arc::new(Mutex::new(Vec::new()));
-        let collect = Arc::clone(&points);
-        store.set_observer(Some(Box::new(move |s: &Snapshot| {
-            lock(&collect).push(s.clone())
-        })));
-        let recovered = catch_unwind(AssertUnwindSafe(|| {
-            WalWriter::open(store.clone(), CLOCK, config).is_ok()
-        }));
-        store.set_observer(None);
-        if recovered.is_err() {
-            run.report.panics += 1;
-        }
-        let points = std::mem::take(&mut *lock(&points));
-        for point in points {
-            run.report.recovery_crash_points += 1;
-            crash_point(run, &point, false);
+    if let Restart::PowerCut(image) = restart {
+        if point.origin == Origin::Workload && seen % RECOVERY_CRASH_EVERY == 0 {
+            explore_recovery_crashes(run, point, image, config);
         }
     }
 }
 
-/// Findings of one image, to add to the report.
+/// Recovers `image` on a store that records crash points, and explores each as a
+/// power cut during recovery.
+fn explore_recovery_crashes(run: &mut Run, point: &Point<'_>, image: &Image, config: WriterConfig) {
+    let store = FaultStore::from_image(image);
+    let points = Arc::new(Mutex::new(Vec::new()));
+    let collect = Arc::clone(&points);
+    store.set_observer(Some(Box::new(move |s: &Snapshot| {
+        lock(&collect).push(s.clone())
+    })));
+    let recovered = catch_unwind(AssertUnwindSafe(|| {
+        WalWriter::open(store.clone(), CLOCK, config).is_ok()
+    }));
+    store.set_observer(None);
+    if recovered.is_err() {
+        run.report.power_cut.panics += 1;
+    }
+    let points = std::mem::take(&mut *lock(&points));
+    for snapshot in &points {
+        let during = Point {
+            snapshot,
+            history: point.history,
+            progress: point.progress,
+            origin: Origin::Recovery,
+        };
+        crash_point(run, &during);
+    }
+}
+
+/// Findings of one state, to add to the report.
 #[derive(Default)]
 struct Findings {
     acknowledged_lost: u64,
@@ -571,59 +883,71 @@ struct Findings {
     failures: Vec<String>,
 }
 
-fn absorb(report: &mut SimReport, f: Findings) {
-    report.acknowledged_lost += f.acknowledged_lost;
-    report.phantom_events += f.phantom_events;
-    report.truncation_mismatches += u64::from(f.truncation_mismatch);
-    report.refusals += u64::from(f.refused);
-    report.continuation_failures += u64::from(f.continuation_failure);
+fn absorb(report: &mut SimReport, lineage: Lineage, f: Findings) {
+    let t = report.tally(lineage);
+    t.acknowledged_lost += f.acknowledged_lost;
+    t.phantom_events += f.phantom_events;
+    t.truncation_mismatches += u64::from(f.truncation_mismatch);
+    t.refusals += u64::from(f.refused);
+    t.continuation_failures += u64::from(f.continuation_failure);
     for what in f.failures {
         report.fail(what);
     }
 }
 
-fn check_image_inner(
+/// The checks of one state: `store` holds it (`image` is what its reads show);
+/// `progress`, when given, is kept up to date as the continuation appends, for the
+/// crash points the store's observer records. Returns the findings, and the history of
+/// the continuation (the events recovered, then those appended after) once recovery
+/// succeeded.
+fn check_state(
+    store: &FaultStore,
     image: &Image,
-    base: Option<u32>,
-    stable: &[u64],
-    events: &[RequestEvent],
-    progress: Progress,
+    stable: &Stable<'_>,
+    point: &Point<'_>,
     config: WriterConfig,
     kind: &str,
-) -> Findings {
+    progress: Option<&Arc<Mutex<Progress>>>,
+) -> (Findings, Option<Vec<RequestEvent>>) {
     let mut f = Findings::default();
+    let events: &[RequestEvent] = point.history;
+    let set_progress = |p: Progress| {
+        if let Some(shared) = progress {
+            *lock(shared) = p;
+        }
+    };
+    let op = point.snapshot.op;
     // Replay from just after the stable prefix (everything, when it is empty): any
     // event above its last id, the ones appended after recovery included.
-    let tail_from = stable.len();
-    let seek = stable.last().map(|&last| last + 1);
+    let tail_from = stable.ids.len();
+    let seek = stable.ids.last().map(|&last| last + 1);
     // 4. Where the independent scanner says the valid data ends (from the first
     //    segment that can differ: the stable prefix was checked once).
     let tail_map: BTreeMap<u32, Vec<u8>> = image
         .segments
-        .range(base.unwrap_or(0)..)
+        .range(stable.base.unwrap_or(0)..)
         .map(|(&i, b)| (i, b.as_ref().clone()))
         .collect();
     let scanned = valid_prefix(&tail_map);
-    let mut expected: Vec<u64> = stable.to_vec();
+    let mut expected: Vec<u64> = stable.ids.to_vec();
     expected.extend_from_slice(&scanned.event_ids);
     let expected_last = expected.last().copied().unwrap_or(0);
 
     // Recovery.
-    let store = FaultStore::from_image(image);
     let (mut writer, _) = match WalWriter::open(store.clone(), CLOCK, config) {
         Ok(opened) => opened,
         Err(e) => {
             f.refused = true;
             f.failures
-                .push(format!("{kind} image: recovery refused: {e}"));
-            return f;
+                .push(format!("op {op} {kind}: recovery refused: {e}"));
+            return (f, None);
         }
     };
     let recovered_last = writer.last_event_id();
     if recovered_last != expected_last {
         f.truncation_mismatch = true;
         f.failures.push(format!(
-            "{kind} image: recovery ends at event {recovered_last}, the independent scanner at {expected_last}"
+            "op {op} {kind}: recovery ends at event {recovered_last}, the independent scanner at {expected_last}"
         ));
     }
     // 2. and 3. on the replayed events.
@@ -636,8 +960,8 @@ fn check_image_inner(
         Err(e) => {
             f.refused = true;
             f.failures
-                .push(format!("{kind} image: replay after recovery failed: {e}"));
-            return f;
+                .push(format!("op {op} {kind}: replay after recovery failed: {e}"));
+            return (f, None);
         }
     };
     let matching = replayed
@@ -646,25 +970,36 @@ fn check_image_inner(
         .take_while(|(a, b)| a == b)
         .count();
     f.phantom_events = (replayed.len() - matching) as u64;
-    if replayed.len() > progress.appended {
+    if replayed.len() > point.progress.appended {
         f.phantom_events = f
             .phantom_events
-            .max((replayed.len() - progress.appended) as u64);
+            .max((replayed.len() - point.progress.appended) as u64);
     }
-    f.acknowledged_lost = progress.acknowledged.saturating_sub(matching) as u64;
+    f.acknowledged_lost = point.progress.acknowledged.saturating_sub(matching) as u64;
     if f.phantom_events > 0 {
         f.failures.push(format!(
-            "{kind} image: {} replayed events were never appended",
+            "op {op} {kind}: {} replayed events were never appended",
             f.phantom_events
         ));
     }
     if f.acknowledged_lost > 0 {
         f.failures.push(format!(
-            "{kind} image: {} acknowledged events lost",
+            "op {op} {kind}: {} acknowledged events lost",
             f.acknowledged_lost
         ));
     }
-    // 6. Recovering again finds the same end (the first recovery's writes included).
+    // Recovery returned: what it found counts as acknowledged from now on.
+    let recovered = matching;
+    let new: Vec<RequestEvent> = (1..=EVENTS_AFTER_RECOVERY)
+        .map(|k| reference_event(recovered_last + k))
+        .collect();
+    let mut history2: Vec<RequestEvent> = events[..recovered].to_vec();
+    history2.extend_from_slice(&new);
+    set_progress(Progress {
+        appended: recovered,
+        acknowledged: recovered,
+    });
+    // 6. A power cut right after recovery returned leaves the same log.
     match WalWriter::open(
         FaultStore::from_image(&store.snapshot().durable_image()),
         CLOCK,
@@ -674,25 +1009,45 @@ fn check_image_inner(
         Ok((again, _)) => {
             f.continuation_failure = true;
             f.failures.push(format!(
-                "{kind} image: a second recovery ends at {}, the first at {recovered_last}",
+                "op {op} {kind}: after a power cut right after recovery, the log ends at {}, recovery found {recovered_last}",
                 again.last_event_id()
             ));
         }
         Err(e) => {
             f.continuation_failure = true;
-            f.failures
-                .push(format!("{kind} image: a second recovery refused: {e}"));
+            f.failures.push(format!(
+                "op {op} {kind}: after a power cut right after recovery, recovery refused: {e}"
+            ));
         }
     }
-    // 5. Appending after recovery, then reopening, gives the old events then the new.
-    let new: Vec<RequestEvent> = (1..=EVENTS_AFTER_RECOVERY)
-        .map(|k| reference_event(recovered_last + k))
-        .collect();
-    let appended = new
-        .iter()
-        .try_for_each(|e| writer.append(e))
-        .and_then(|()| writer.close().map(drop));
+    // 5. Appending after recovery (a sync half way, then a close), then reopening,
+    //    gives the old events then the new.
+    let half = new.len() / 2;
+    let mut appended = Ok(());
+    for (j, e) in new.iter().enumerate() {
+        set_progress(Progress {
+            appended: recovered + j + 1,
+            acknowledged: recovered + if j >= half { half } else { 0 },
+        });
+        appended = writer.append(e);
+        if appended.is_err() {
+            break;
+        }
+        if j + 1 == half {
+            appended = writer.sync().map(drop);
+            if appended.is_err() {
+                break;
+            }
+        }
+    }
+    let appended = appended.and_then(|()| writer.close().map(drop));
     drop(writer);
+    if appended.is_ok() {
+        set_progress(Progress {
+            appended: recovered + new.len(),
+            acknowledged: recovered + new.len(),
+        });
+    }
     let reopened = appended
         .map_err(|e| format!("{e}"))
         .and_then(|()| WalWriter::open(store.clone(), CLOCK, config).map_err(|e| format!("{e}")));
@@ -705,7 +1060,7 @@ fn check_image_inner(
             if all != want || summary.status != fswal_core::Status::Ok {
                 f.continuation_failure = true;
                 f.failures.push(format!(
-                    "{kind} image: after appending and reopening, replay gives {} events ({}), expected {}",
+                    "op {op} {kind}: after appending and reopening, replay gives {} events ({}), expected {}",
                     all.len(),
                     summary.status,
                     want.len()
@@ -715,11 +1070,11 @@ fn check_image_inner(
         Err(e) => {
             f.continuation_failure = true;
             f.failures.push(format!(
-                "{kind} image: appending after recovery failed: {e}"
+                "op {op} {kind}: appending after recovery failed: {e}"
             ));
         }
     }
-    f
+    (f, Some(history2))
 }
 
 #[cfg(test)]
@@ -740,7 +1095,20 @@ mod tests {
         assert!(report.is_clean(), "{report:#?}");
         assert!(report.crash_points > 20, "{report:#?}");
         assert!(report.recovery_crash_points > 0, "{report:#?}");
-        for kind in ["durable", "all-pending", "prefix-cut", "extended-zeros"] {
+        assert!(report.restarted_crash_points > 0, "{report:#?}");
+        assert!(report.process_crash.images > 0, "{report:#?}");
+        assert!(
+            report.power_cut_after_process_crash.images > 0,
+            "{report:#?}"
+        );
+        for kind in [
+            "durable",
+            "all-pending",
+            "prefix-cut",
+            "extended-zeros",
+            "process-crash",
+            "process-crash-half-done",
+        ] {
             assert!(
                 report.images_by_kind.get(kind).copied().unwrap_or(0) > 0,
                 "{kind}: {report:#?}"

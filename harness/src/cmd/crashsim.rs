@@ -1,9 +1,11 @@
 //! `fswal crashsim [--json] [--seed S] [--events N] [--sector 512|4096]`: runs the
 //! crash simulator (see [`crate::crashsim`]) and reports what it explored and found.
 //!
-//! Exit 0 when every check held on every image, 1 otherwise. With `--json`, the last
-//! line of stdout is one object: `crash_points`, `images`, `acknowledged_lost`,
-//! `phantom_events`, `truncation_mismatches`, `panics`, and more.
+//! Exit 0 when every check held on every state, 1 otherwise. With `--json`, the last
+//! line of stdout is one object: `crash_points`, `images`, one tally per lineage
+//! (`power_cut`, `process_crash`, `power_cut_after_process_crash`: `images`,
+//! `acknowledged_lost`, `phantom_events`, `truncation_mismatches`, `refusals`,
+//! `continuation_failures`, `panics`), their sums at the top level, and more.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -12,7 +14,7 @@ use std::time::Instant;
 use clap::Args;
 use serde::Serialize;
 
-use crate::crashsim::{SimConfig, SimReport, simulate};
+use crate::crashsim::{SimConfig, SimReport, Tally, simulate};
 use crate::error::CliError;
 
 /// Arguments of `fswal crashsim`.
@@ -49,8 +51,12 @@ struct JsonReport<'a> {
     crash_points: u64,
     workload_crash_points: u64,
     recovery_crash_points: u64,
+    restarted_crash_points: u64,
     images: u64,
     images_by_kind: &'a std::collections::BTreeMap<&'static str, u64>,
+    power_cut: &'a Tally,
+    process_crash: &'a Tally,
+    power_cut_after_process_crash: &'a Tally,
     acknowledged_lost: u64,
     phantom_events: u64,
     truncation_mismatches: u64,
@@ -59,6 +65,20 @@ struct JsonReport<'a> {
     panics: u64,
     failures: &'a [String],
     elapsed_s: f64,
+}
+
+/// A tally as one line of text.
+fn tally_line(name: &str, t: &Tally) -> String {
+    format!(
+        "{name}: {} states; acknowledged events lost {}, phantom events {}, truncation mismatches {}, refusals {}, continuation failures {}, panics {}\n",
+        t.images,
+        t.acknowledged_lost,
+        t.phantom_events,
+        t.truncation_mismatches,
+        t.refusals,
+        t.continuation_failures,
+        t.panics
+    )
 }
 
 /// Runs `fswal crashsim`.
@@ -75,7 +95,7 @@ pub fn run(args: &CrashsimArgs) -> Result<ExitCode, CliError> {
         if last_print.elapsed().as_secs() >= 2 {
             last_print = Instant::now();
             eprintln!(
-                "fswal crashsim: {} crash points, {} images so far ({:.0} s)",
+                "fswal crashsim: {} crash points, {} states so far ({:.0} s)",
                 r.crash_points,
                 r.images,
                 started.elapsed().as_secs_f64()
@@ -83,6 +103,7 @@ pub fn run(args: &CrashsimArgs) -> Result<ExitCode, CliError> {
         }
     });
     let elapsed_s = started.elapsed().as_secs_f64();
+    let total = report.total();
     let mut out = std::io::stdout().lock();
     let printed = if args.json {
         let json = JsonReport {
@@ -92,14 +113,18 @@ pub fn run(args: &CrashsimArgs) -> Result<ExitCode, CliError> {
             crash_points: report.crash_points,
             workload_crash_points: report.workload_crash_points,
             recovery_crash_points: report.recovery_crash_points,
+            restarted_crash_points: report.restarted_crash_points,
             images: report.images,
             images_by_kind: &report.images_by_kind,
-            acknowledged_lost: report.acknowledged_lost,
-            phantom_events: report.phantom_events,
-            truncation_mismatches: report.truncation_mismatches,
-            refusals: report.refusals,
-            continuation_failures: report.continuation_failures,
-            panics: report.panics,
+            power_cut: &report.power_cut,
+            process_crash: &report.process_crash,
+            power_cut_after_process_crash: &report.power_cut_after_process_crash,
+            acknowledged_lost: total.acknowledged_lost,
+            phantom_events: total.phantom_events,
+            truncation_mismatches: total.truncation_mismatches,
+            refusals: total.refusals,
+            continuation_failures: total.continuation_failures,
+            panics: total.panics,
             failures: &report.failures,
             elapsed_s,
         };
@@ -115,23 +140,23 @@ pub fn run(args: &CrashsimArgs) -> Result<ExitCode, CliError> {
             .map(|(k, n)| format!("{k} {n}"))
             .collect();
         let mut text = format!(
-            "crashsim seed {} ({} events, {}-byte sectors): {} crash points ({} in the workload, {} during recovery), {} images ({}) in {elapsed_s:.1} s\n\
-             acknowledged events lost {}, phantom events {}, truncation mismatches {}, refusals {}, continuation failures {}, panics {}\n",
+            "crashsim seed {} ({} events, {}-byte sectors): {} crash points ({} in the workload, {} during recovery, {} in runs restarted after a process crash), {} states ({}) in {elapsed_s:.1} s\n",
             args.seed,
             args.events,
             args.sector,
             report.crash_points,
             report.workload_crash_points,
             report.recovery_crash_points,
+            report.restarted_crash_points,
             report.images,
             kinds.join(", "),
-            report.acknowledged_lost,
-            report.phantom_events,
-            report.truncation_mismatches,
-            report.refusals,
-            report.continuation_failures,
-            report.panics
         );
+        text.push_str(&tally_line("power cuts", &report.power_cut));
+        text.push_str(&tally_line("process crashes", &report.process_crash));
+        text.push_str(&tally_line(
+            "power cuts after a process crash",
+            &report.power_cut_after_process_crash,
+        ));
         for failure in &report.failures {
             text.push_str(&format!("FAILED: {failure}\n"));
         }
