@@ -337,8 +337,9 @@ pub fn join_missing(base: &Path, rest: &Path) -> Option<PathBuf> {
     Some(joined)
 }
 
-/// Where `path` is, with every symbolic link of the part that exists resolved.
-fn resolve(path: &Path) -> Result<PathBuf, CliError> {
+/// Where `path` is, with every symbolic link of the part that exists resolved (the
+/// part that does not exist yet joined on, refused when it climbs with `..`).
+pub fn resolve(path: &Path) -> Result<PathBuf, CliError> {
     // Bounded by the path's components.
     for ancestor in path.ancestors() {
         let existing = if ancestor.as_os_str().is_empty() {
