@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`bench`](mod@bench) | what `fswal bench` measures: the floors, the hot path, replay |
 //! | [`crashsim`] | the crash simulator: crash images under the fault model, recovered and checked |
-//! | [`cmd`] | one module per subcommand: `record`, `verify`, `dump`, `salvage`, `demo`, `crashsim`, `bench` |
+//! | [`cmd`] | one module per subcommand: `record`, `verify`, `dump`, `salvage`, `preserved`, `demo`, `crashsim`, `bench` |
 //! | [`store`] | the stores commands open: a WAL directory through the file, mmap or O_DIRECT backend, or a raw device |
 //! | [`error`] | the one-line error every command reports |
 //! | [`clock`] | the wall clock segments are stamped with |

@@ -1,4 +1,5 @@
-//! `fswal`: record, verify, dump, salvage and demonstrate FlashStrike write-ahead logs.
+//! `fswal`: record, verify, dump, salvage and demonstrate FlashStrike write-ahead logs,
+//! and list what recovery kept aside from them.
 //!
 //! Exit codes: 0 success (for `verify`: everything present is valid), 1 damage or
 //! truncation found, 2 usage or I/O errors.
@@ -6,7 +7,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fswal_harness::cmd::{bench, crashsim, demo, dump, record, salvage, verify};
+use fswal_harness::cmd::{bench, crashsim, demo, dump, preserved, record, salvage, verify};
 
 #[derive(Parser, Debug)]
 #[command(name = "fswal", version, about = "FlashStrike write-ahead log tool")]
@@ -28,6 +29,9 @@ enum Command {
     /// Copy everything diagnostic replay salvages from a damaged WAL into a new, valid
     /// one, and report every gap.
     Salvage(salvage::SalvageArgs),
+    /// List, export and release what was kept aside from a log: set-aside tails,
+    /// torn-tail copies, quarantine entries.
+    Preserved(preserved::PreservedArgs),
     /// Crash a seeded workload at every point, recover every crash image, check it.
     Crashsim(crashsim::CrashsimArgs),
     /// Measure recording, verification, replay and the hot path against this machine's
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify::run(a),
         Command::Dump(a) => dump::run(a),
         Command::Salvage(a) => salvage::run(a),
+        Command::Preserved(a) => preserved::run(a),
         Command::Crashsim(a) => crashsim::run(a),
         Command::Bench(a) => bench::run(a),
     };

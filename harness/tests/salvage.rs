@@ -1,14 +1,21 @@
 //! Guards `fswal salvage`: every event diagnostic replay salvages from a damaged WAL
 //! lands, in order and byte for byte, in a new WAL that verifies strictly; every gap is
 //! reported where it starts with the ids that bound what was lost; the exit codes; the
-//! source is never modified; and a destination that is not new, empty and outside the
-//! source is refused with nothing written.
+//! source is never modified; a destination that is not new, empty and outside the
+//! source is refused with nothing written; and a salvage killed part way leaves the
+//! destination as it was (absent or empty), its leftover removed by the next one only
+//! when it is salvage's own, and a mount point refused up front.
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::SystemTime;
+use std::process::{Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant, SystemTime};
+
+use fswal_backends::dir::DirStore;
+use fswal_backends::testing::say;
 
 use serde_json::Value;
 use xxhash_rust::xxh64::xxh64;
@@ -359,7 +366,7 @@ fn the_cpp_reference_vector_salvages_whole() {
     let vectors =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/flashstrike-ref-3seg");
     if !vectors.is_dir() {
-        fswal_backends::testing::say(format_args!("skipping: {} absent\n", vectors.display()));
+        say(format_args!("skipping: {} absent\n", vectors.display()));
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -487,5 +494,222 @@ fn nothing_to_salvage_is_refused_and_creates_nothing() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("nothing to salvage"), "{err}");
     assert!(!b.exists(), "{} was created", p(&b));
+    assert!(!building(&b).exists(), "a temporary log was left");
     assert_unchanged(&a, &before, "salvage");
+}
+
+/// The directory a salvage to `dst` builds its log in.
+fn building(dst: &Path) -> PathBuf {
+    let name = dst.file_name().expect("name").to_str().expect("utf-8");
+    dst.with_file_name(format!(".{name}.salvage-tmp"))
+}
+
+/// Whether `dir` is a directory with nothing in it.
+fn is_empty_dir(dir: &Path) -> bool {
+    dir.is_dir() && fs::read_dir(dir).expect("list").next().is_none()
+}
+
+#[test]
+fn a_salvage_killed_part_way_leaves_dst_as_it_was_and_a_rerun_succeeds() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Large enough (245 segments of 16 blocks) that salvage is seconds from done when
+    // its second segment appears.
+    let a = recorded(tmp.path(), 1_000_000);
+    for dst_exists in [false, true] {
+        let b = tmp.path().join(if dst_exists { "empty" } else { "new" });
+        if dst_exists {
+            fs::create_dir(&b).expect("mkdir");
+        }
+        let partial = building(&b);
+        let mut child = Command::new(FSWAL)
+            .args(["salvage", p(&a), p(&b)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn fswal salvage");
+        // Killed once its log holds a sealed segment and the next: part way.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !partial.join("FS.00000001.wal").exists() {
+            if let Some(status) = child.try_wait().expect("wait") {
+                panic!("salvage ended ({status}) before it could be killed");
+            }
+            assert!(Instant::now() < deadline, "salvage made no progress");
+            sleep(Duration::from_millis(1));
+        }
+        child.kill().expect("kill");
+        let status = child.wait().expect("wait");
+        assert_eq!(status.signal(), Some(9), "salvage finished before the kill");
+        if dst_exists {
+            assert!(is_empty_dir(&b), "{} is not empty after the kill", p(&b));
+        } else {
+            assert!(!b.exists(), "{} exists after the kill", p(&b));
+        }
+        assert!(
+            partial.is_dir(),
+            "nothing was being built in {}",
+            p(&partial)
+        );
+        let check = fswal(&["verify", p(&b)]);
+        assert_ne!(
+            code(&check),
+            0,
+            "verify calls the killed salvage's DST valid"
+        );
+
+        // The next salvage to the same DST removes the leftover and succeeds.
+        let out = fswal(&["salvage", "--json", p(&a), p(&b)]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("removed {}", p(&partial))),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(last_json(&out)["events"], 1_000_000);
+        assert!(!partial.exists(), "{} is left", p(&partial));
+        let check = fswal(&["verify", "--json", p(&b)]);
+        assert_eq!(code(&check), 0, "{}", stdout(&check));
+        assert_eq!(last_json(&check)["events"], 1_000_000);
+    }
+}
+
+#[test]
+fn a_leftover_that_is_not_salvages_own_is_never_removed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = recorded(tmp.path(), 1000);
+    let b = tmp.path().join("b");
+    let partial = building(&b);
+
+    // Something salvage does not write: refused, left alone.
+    fs::create_dir(&partial).expect("mkdir");
+    fs::write(partial.join("FS.00000000.wal"), b"partial").expect("write");
+    fs::write(partial.join("notes.txt"), b"keep me").expect("write");
+    let before = hashes(&partial);
+    let out = fswal(&["salvage", p(&a), p(&b)]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("notes.txt"), "{err}");
+    assert_unchanged(&partial, &before, "a refused salvage");
+    assert!(!b.exists());
+
+    // Salvage's own files, but a salvage still holds the lock: refused, left alone.
+    fs::remove_file(partial.join("notes.txt")).expect("remove");
+    let running = DirStore::open_for_append(&partial).expect("lock");
+    let before = hashes(&partial);
+    let out = fswal(&["salvage", p(&a), p(&b)]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("another salvage"), "{err}");
+    assert_unchanged(&partial, &before, "a refused salvage");
+    assert!(!b.exists());
+    drop(running);
+
+    // A plain file of that name is not a leftover either.
+    fs::remove_dir_all(&partial).expect("remove");
+    fs::write(&partial, b"a file").expect("write");
+    let out = fswal(&["salvage", p(&a), p(&b)]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
+    assert_eq!(fs::read(&partial).expect("read"), b"a file");
+    fs::remove_file(&partial).expect("remove");
+
+    // What a killed salvage leaves (a segment, the writer's temporaries): removed.
+    fs::create_dir(&partial).expect("mkdir");
+    for name in [
+        "FS.00000000.wal",
+        "FS.00000001.wal.tmp",
+        "fswal.meta.tmp",
+        ".fswal.lock",
+    ] {
+        fs::write(partial.join(name), b"partial").expect("write");
+    }
+    assert_eq!(salvage(&a, &b, 0)["events"], 1000);
+    assert!(!partial.exists());
+}
+
+#[test]
+fn a_destination_through_a_symbolic_link_is_filled_where_the_link_points() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = recorded(tmp.path(), 1000);
+    let real = tmp.path().join("real");
+    fs::create_dir(&real).expect("mkdir");
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    assert_eq!(salvage(&a, &link, 0)["events"], 1000);
+    assert!(
+        fs::symlink_metadata(&link)
+            .expect("stat")
+            .file_type()
+            .is_symlink(),
+        "the link was replaced"
+    );
+    assert!(real.join("FS.00000000.wal").is_file());
+}
+
+/// A file system mounted on a directory, unmounted when dropped.
+struct Mounted(PathBuf);
+
+impl Mounted {
+    /// Mounts with `args` (then the mount point `at`), or says why it could not.
+    fn new(args: &[&str], at: &Path) -> Result<Self, String> {
+        let out = Command::new("mount")
+            .args(args)
+            .arg(at)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Self(at.to_path_buf()))
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_mount_point_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = recorded(tmp.path(), 1000);
+    let m = tmp.path().join("m");
+    let elsewhere = tmp.path().join("elsewhere");
+    fs::create_dir(&m).expect("mkdir");
+    fs::create_dir(&elsewhere).expect("mkdir");
+    let bind = [
+        "--bind".to_string(),
+        elsewhere.to_str().expect("utf-8").to_string(),
+    ];
+    // Another file system (tmpfs), then the same one bound (found in the mount list).
+    for args in [
+        vec!["-t", "tmpfs", "none"],
+        bind.iter().map(String::as_str).collect(),
+    ] {
+        let mounted = match Mounted::new(&args, &m) {
+            Ok(mounted) => mounted,
+            Err(reason) => {
+                say(format_args!("skipping a mount point: {reason}\n"));
+                continue;
+            }
+        };
+        let out = fswal(&["salvage", p(&a), p(&m)]);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("is a mount point"), "{err}");
+        assert!(is_empty_dir(&m), "{args:?}: written into the mount point");
+        assert!(
+            !building(&m).exists(),
+            "{args:?}: something was built beside it"
+        );
+        // A new directory inside it is fine.
+        assert_eq!(salvage(&a, &m.join("b"), 0)["events"], 1000);
+        drop(mounted);
+    }
 }

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod crashsim;
 pub mod demo;
 pub mod dump;
+pub mod preserved;
 pub mod record;
 pub mod salvage;
 pub mod verify;

@@ -11,14 +11,27 @@
 //! - SRC (a WAL directory, one segment file, or a raw device) is opened read-only
 //!   exactly as `verify` opens it: nothing in it is created or modified.
 //! - DST must not exist or must be an empty directory, and must not be SRC or inside
-//!   it: salvage never writes into an existing log. It is written through
-//!   [`WalWriter`] on a [`DirStore`] (the file backend), in batches, then closed
-//!   (sealed and synced). Its segments hold `--blocks-per-segment` slots (default: as
-//!   many as SRC's first segment has, when that is a valid segment size, else 4096).
-//!   Segment headers get new timestamps, and segments are numbered from 0.
-//! - Then DST is replayed strictly, read-only, from scratch: it must be valid and yield
-//!   exactly the events salvaged (their count, first and last ids, and a digest of
-//!   their bytes). Anything else is an internal error, and success is never claimed.
+//!   it: salvage never writes into an existing log.
+//! - DST appears whole or not at all. The new log is built in a temporary sibling,
+//!   `.<DST's name>.salvage-tmp` in DST's parent, through [`WalWriter`] on a
+//!   [`DirStore`] (the file backend), in batches, then closed (sealed and synced). Its
+//!   segments hold `--blocks-per-segment` slots (default: as many as SRC's first
+//!   segment has, when that is a valid segment size, else 4096). Segment headers get
+//!   new timestamps, and segments are numbered from 0.
+//! - Then the temporary log is replayed strictly, read-only, from scratch: it must be
+//!   valid and yield exactly the events salvaged (their count, first and last ids, and
+//!   a digest of their bytes). Anything else is an internal error, and success is never
+//!   claimed. Only then is it synced and renamed to DST (`rename(2)` replaces an empty
+//!   directory), and DST's parent synced. A salvage killed at any point leaves DST as it
+//!   was (absent, or empty) and at worst the temporary directory, which the next
+//!   salvage to the same DST removes, but only when it is recognisably salvage's own
+//!   ([`is_salvage_leftover`]: nothing but segment files, `fswal.meta`, `fswal.mark`,
+//!   `.fswal.lock` and the writer's own `.tmp` files) and no salvage holds its lock. A
+//!   salvage that fails on its own removes it.
+//! - A DST that is a mount point cannot be replaced by a rename (`EBUSY`), nor reached
+//!   by one from its parent's file system (`EXDEV`): it is refused before anything is
+//!   read or written. The directory DST becomes is the temporary one: an empty DST's
+//!   own permissions and owner are not kept.
 //! - A gap groups consecutive issues with no salvaged event between them. Its
 //!   `lost_after_event_id` is the last event salvaged before it (`None` when none
 //!   was), its `lost_before_event_id` the first salvaged after it (`None` when nothing
@@ -38,22 +51,26 @@
 //! - 1: SRC had damage or truncation; DST holds everything salvaged and verifies; the
 //!   gaps (where events may have been lost) are listed.
 //! - 2: a usage or I/O error, a refused DST, nothing to salvage (SRC holds no valid
-//!   event, so there is no log to write; DST is not created), or DST failing its
-//!   verification. Nothing is claimed. When the failure came after DST was created,
-//!   the message says that what DST holds is incomplete and must not be used.
+//!   event, so there is no log to write; DST is not created), or the new log failing
+//!   its verification. Nothing is claimed, and DST is as it was: the message says so,
+//!   and what became of the temporary directory.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use fswal_backends::dir::{DirStore, LOCK_FILE_NAME};
+use fswal_backends::dir::{CHECKPOINT_FILE_NAME, DirStore, LOCK_FILE_NAME, MARK_FILE_NAME};
+use fswal_backends::file::sync_dir;
 use fswal_core::checksum::chained_checksum;
 use fswal_core::limits::{
     SEGMENT_BLOCKS_DEFAULT, SEGMENT_BLOCKS_MAX, SEGMENT_BLOCKS_MIN, is_valid_segment_blocks,
     slots_in,
 };
+use fswal_core::store::parse_segment_file_name;
 use fswal_core::{
     BlockDevice, Issue, Mode, Replay, RequestEvent, SegmentStore, Status, Step, Summary, WalWriter,
     WriterConfig,
@@ -66,6 +83,20 @@ use crate::store::{AnyStore, Backend, Kind, TargetArgs, open_read_only};
 
 /// The most gaps a report lists; `gaps_total` counts them all.
 pub const GAPS_LISTED_MAX: usize = 1000;
+
+/// What ends the name of the temporary directory a salvage builds its log in (see
+/// [`temporary_name`]).
+pub const TEMPORARY_SUFFIX: &str = ".salvage-tmp";
+
+/// The suffix of the temporary files the writer makes before renaming them (segments
+/// being created, the checkpoint and the sync mark being replaced).
+const WRITER_TEMPORARY_SUFFIX: &str = ".tmp";
+
+/// Where the kernel lists the mounts this process sees.
+const MOUNTINFO_PATH: &str = "/proc/self/mountinfo";
+
+/// The most lines of [`MOUNTINFO_PATH`] read when looking for a mount point.
+const MOUNTINFO_LINES_MAX: usize = 1 << 20;
 
 /// Arguments of `fswal salvage`.
 #[derive(Args, Debug)]
@@ -337,8 +368,9 @@ pub fn join_missing(base: &Path, rest: &Path) -> Option<PathBuf> {
     Some(joined)
 }
 
-/// Where `path` is, with every symbolic link of the part that exists resolved.
-fn resolve(path: &Path) -> Result<PathBuf, CliError> {
+/// Where `path` is, with every symbolic link of the part that exists resolved (the
+/// part that does not exist yet joined on, refused when it climbs with `..`).
+pub fn resolve(path: &Path) -> Result<PathBuf, CliError> {
     // Bounded by the path's components.
     for ancestor in path.ancestors() {
         let existing = if ancestor.as_os_str().is_empty() {
@@ -365,8 +397,11 @@ fn resolve(path: &Path) -> Result<PathBuf, CliError> {
 }
 
 /// Refuses `destination` unless it is a new or empty directory outside the source
-/// directory `source_dir` (when the source is one).
-fn check_destination(destination: &Path, source_dir: Option<&Path>) -> Result<(), CliError> {
+/// directory `source_dir` (when the source is one); says which of the two it is.
+fn check_destination(
+    destination: &Path,
+    source_dir: Option<&Path>,
+) -> Result<Destination, CliError> {
     let inside_source = match source_dir {
         Some(dir) => {
             let dir = fs::canonicalize(dir).map_err(|e| CliError::at(dir, e))?;
@@ -374,10 +409,237 @@ fn check_destination(destination: &Path, source_dir: Option<&Path>) -> Result<()
         }
         None => false,
     };
-    match destination_refusal(inspect_destination(destination)?, inside_source) {
+    let found = inspect_destination(destination)?;
+    match destination_refusal(found, inside_source) {
         Some(why) => Err(CliError::at(destination, why)),
-        None => Ok(()),
+        None => Ok(found),
     }
+}
+
+/// The name of the directory a salvage to a DST named `destination_name` builds its
+/// log in, beside DST: `.<destination_name>.salvage-tmp`, hidden and plainly salvage's.
+#[must_use]
+pub fn temporary_name(destination_name: &OsStr) -> OsString {
+    let mut name = OsString::from(".");
+    name.push(destination_name);
+    name.push(TEMPORARY_SUFFIX);
+    name
+}
+
+/// Whether a file named `name` is one that salvage's writer makes in the log it
+/// builds: a segment file, `fswal.meta`, `fswal.mark`, `.fswal.lock`, or the `.tmp`
+/// file a segment, the checkpoint or the sync mark is written under before its rename
+/// (a salvage killed in between leaves it). A temporary directory holding anything else
+/// is not a leftover of salvage, and is never removed.
+#[must_use]
+pub fn is_salvage_leftover(name: &str) -> bool {
+    if name == LOCK_FILE_NAME {
+        return true;
+    }
+    let base = name.strip_suffix(WRITER_TEMPORARY_SUFFIX).unwrap_or(name);
+    base == CHECKPOINT_FILE_NAME
+        || base == MARK_FILE_NAME
+        || parse_segment_file_name(base).is_some()
+}
+
+/// The mount point a line of `/proc/self/mountinfo` names: its fifth field, with the
+/// kernel's octal escapes (`\040` for a space, and those of tab, newline and
+/// backslash) undone; `None` for a line that is not of that form.
+#[must_use]
+pub fn mountinfo_mount_point(line: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let field = line.split(' ').nth(4)?;
+    let raw = field.as_bytes();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    // Bounded by the field's length: every step consumes one byte or an escape of four.
+    while i < raw.len() {
+        if raw[i] == b'\\' {
+            let digits = raw.get(i + 1..i + 4)?;
+            if !digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                return None;
+            }
+            let value = digits.iter().fold(0u32, |v, d| v * 8 + u32::from(d - b'0'));
+            out.push(u8::try_from(value).ok()?);
+            i += 4;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    Some(PathBuf::from(OsString::from_vec(out)))
+}
+
+/// Whether the existing directory `path` (resolved: no symbolic link in it) is a mount
+/// point: on another file system than its parent, or listed as a mount point (a bind
+/// mount of the same file system). Without a readable mount list, only the first is
+/// seen.
+fn is_mount_point(path: &Path) -> Result<bool, CliError> {
+    let Some(parent) = path.parent() else {
+        // The root directory.
+        return Ok(true);
+    };
+    let dev = |p: &Path| {
+        fs::metadata(p)
+            .map(|m| m.dev())
+            .map_err(|e| CliError::at(p, e))
+    };
+    if dev(path)? != dev(parent)? {
+        return Ok(true);
+    }
+    let Ok(mounts) = fs::read_to_string(MOUNTINFO_PATH) else {
+        return Ok(false);
+    };
+    Ok(mounts
+        .lines()
+        .take(MOUNTINFO_LINES_MAX)
+        .any(|line| mountinfo_mount_point(line).as_deref() == Some(path)))
+}
+
+/// Where a salvage builds its log and where it puts it.
+#[derive(Debug)]
+struct Placement {
+    /// DST with every symbolic link of the part that exists resolved: the path the
+    /// temporary directory is renamed to.
+    target: PathBuf,
+    /// The temporary directory beside it, where the log is built.
+    building: PathBuf,
+    /// Their parent, synced after the rename.
+    parent: PathBuf,
+}
+
+/// Where a salvage to `destination`, found to be `found`, builds its log; refuses a
+/// DST that a rename from beside it could not replace atomically (a mount point).
+fn place(destination: &Path, found: Destination) -> Result<Placement, CliError> {
+    let target = resolve(destination)?;
+    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
+        return Err(CliError::at(
+            destination,
+            "names no directory that salvage can build beside and rename into place (nothing was written)",
+        ));
+    };
+    if found == Destination::EmptyDirectory && is_mount_point(&target)? {
+        return Err(CliError::at(
+            destination,
+            "is a mount point: salvage builds the new log beside DST and renames it into place, which cannot replace a mount point (EBUSY) or cross into another file system (EXDEV); give a new directory inside it (nothing was written)",
+        ));
+    }
+    Ok(Placement {
+        building: parent.join(temporary_name(name)),
+        parent: parent.to_path_buf(),
+        target,
+    })
+}
+
+/// The first entry of the directory `dir` that salvage's writer does not make (see
+/// [`is_salvage_leftover`]), or that is not a regular file, if any.
+fn foreign_entry(dir: &Path) -> Result<Option<String>, CliError> {
+    let entries = fs::read_dir(dir).map_err(|e| CliError::at(dir, e))?;
+    // Bounded by the directory's entries; the first foreign one ends it.
+    for entry in entries {
+        let entry = entry.map_err(|e| CliError::at(dir, e))?;
+        let name = entry.file_name();
+        let file = entry
+            .file_type()
+            .map_err(|e| CliError::at(&entry.path(), e))?
+            .is_file();
+        match name.to_str() {
+            Some(n) if file && is_salvage_leftover(n) => {}
+            _ => return Ok(Some(name.to_string_lossy().into_owned())),
+        }
+    }
+    Ok(None)
+}
+
+/// Removes the temporary directory `building` that a salvage to `destination` killed
+/// before it finished left behind, if there is one; refuses when it is not
+/// recognisably salvage's own, or a salvage holds its lock. Returns whether one was
+/// removed.
+fn remove_leftover(placement: &Placement, destination: &Path) -> Result<bool, CliError> {
+    let building = &placement.building;
+    let not_ours = |what: String| {
+        CliError::at(
+            building,
+            format!(
+                "{what}, so it is not what a salvage to {} that did not finish leaves; remove it yourself or choose another DST (nothing was written)",
+                destination.display()
+            ),
+        )
+    };
+    match fs::symlink_metadata(building) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(CliError::at(building, e)),
+        Ok(m) if !m.is_dir() => return Err(not_ours("exists and is not a directory".into())),
+        Ok(_) => {}
+    }
+    if let Some(name) = foreign_entry(building)? {
+        return Err(not_ours(format!(
+            "holds {name}, which salvage does not write"
+        )));
+    }
+    // A salvage that is still running holds the writer lock of the log it builds.
+    let lock = DirStore::open_for_append(building).map_err(|e| {
+        CliError::new(format!(
+            "{e}; is another salvage to {} running? (nothing was written)",
+            destination.display()
+        ))
+    })?;
+    // Checked again under the lock: nothing can have been added by salvage since.
+    if let Some(name) = foreign_entry(building)? {
+        return Err(not_ours(format!(
+            "holds {name}, which salvage does not write"
+        )));
+    }
+    fs::remove_dir_all(building).map_err(|e| CliError::at(building, e))?;
+    drop(lock);
+    sync_dir(&placement.parent)?;
+    Ok(true)
+}
+
+/// The error `e`, which stopped a salvage to `destination`, with what became of the
+/// temporary directory: removed if this salvage had created it.
+fn abandoned(placement: &Placement, destination: &Path, e: &CliError) -> CliError {
+    let building = &placement.building;
+    let what = match fs::symlink_metadata(building) {
+        // Not created: the error says all there is to say.
+        Err(_) => return CliError::new(e.0.clone()),
+        Ok(_) => match fs::remove_dir_all(building) {
+            Ok(()) => format!(
+                "the partial log built in {} was removed",
+                building.display()
+            ),
+            Err(err) => format!(
+                "the partial log built in {} could not be removed ({err}); the next salvage to {} removes it",
+                building.display(),
+                destination.display()
+            ),
+        },
+    };
+    CliError::new(format!(
+        "{e}; salvage stopped: {} was not written ({what})",
+        destination.display()
+    ))
+}
+
+/// Renames the verified, synced log in `placement.building` to DST and syncs the
+/// parent: DST appears whole, at once.
+fn install(placement: &Placement, destination: &Path) -> Result<(), CliError> {
+    fs::rename(&placement.building, &placement.target).map_err(|e| {
+        CliError::new(format!(
+            "cannot rename {} to {}: {e}; {} was not written; the salvaged log, complete and verified, is in {} (the next salvage to {} removes it)",
+            placement.building.display(),
+            placement.target.display(),
+            destination.display(),
+            placement.building.display(),
+            destination.display()
+        ))
+    })?;
+    sync_dir(&placement.parent).map_err(|e| {
+        CliError::new(format!(
+            "{e}; {} holds the salvaged log, but its directory entry was not synced: a crash now may lose it",
+            destination.display()
+        ))
+    })
 }
 
 /// The whole block slots of the first segment of `store`, `None` without one.
@@ -441,19 +703,12 @@ pub struct Salvaged {
     pub gaps_total: u64,
 }
 
-/// An error after DST was created: what it holds must not be used.
-fn incomplete(destination: &Path, e: &CliError) -> CliError {
-    CliError::new(format!(
-        "{e}; salvage stopped: {} is incomplete and must not be used",
-        destination.display()
-    ))
-}
-
 /// Replays `source` in diagnostic mode and appends every event salvaged to a new log
-/// at `destination`, created on the first one (so that nothing is created when there
-/// is nothing to salvage), then closes it.
+/// at `building`, created on the first one (so that nothing is created when there is
+/// nothing to salvage), then closes it. `destination` is DST, for messages.
 fn copy(
     source: &mut AnyStore,
+    building: &Path,
     destination: &Path,
     blocks_per_segment: u32,
 ) -> Result<Salvaged, CliError> {
@@ -468,11 +723,7 @@ fn copy(
             Ok(None) => break,
             Err(e) => {
                 drop(replay);
-                let e = CliError::from_core(source, e);
-                return Err(match writer {
-                    Some(_) => incomplete(destination, &e),
-                    None => e,
-                });
+                return Err(CliError::from_core(source, e));
             }
         };
         match step {
@@ -486,12 +737,12 @@ fn copy(
                 digest.add(view.events);
                 let log = match &mut writer {
                     Some(log) => log,
-                    None => writer.insert(create_log(destination, blocks_per_segment)?),
+                    None => writer.insert(create_log(building, blocks_per_segment)?),
                 };
                 // Diagnostic replay only accepts valid events with ids above the last
                 // accepted one, so a refusal here is a bug, reported as such.
                 log.append_batch(view.events)
-                    .map_err(|e| incomplete(destination, &CliError::from_core(log.store(), e)))?;
+                    .map_err(|e| CliError::from_core(log.store(), e))?;
             }
         }
     }
@@ -507,7 +758,7 @@ fn copy(
         )));
     };
     log.close()
-        .map_err(|e| incomplete(destination, &CliError::from_core(log.store(), e)))?;
+        .map_err(|e| CliError::from_core(log.store(), e))?;
     drop(log);
     let (gaps, gaps_total) = gaps.finish();
     Ok(Salvaged {
@@ -518,9 +769,9 @@ fn copy(
     })
 }
 
-/// Replays `destination` strictly, read-only, from scratch, and checks that it is
-/// valid, sealed, and holds exactly the events of `expected`. Returns the number of
-/// segments it holds.
+/// Replays the new log at `destination` strictly, read-only, from scratch, and checks
+/// that it is valid, sealed, and holds exactly the events of `expected`. Returns the
+/// number of segments it holds.
 fn verify_destination(destination: &Path, expected: &Digest) -> Result<u32, CliError> {
     let mut store = AnyStore::File(DirStore::open_read_only(destination)?);
     let mut found = Digest::default();
@@ -533,7 +784,7 @@ fn verify_destination(destination: &Path, expected: &Digest) -> Result<u32, CliE
             Ok(None) => break,
             Err(e) => {
                 drop(replay);
-                return Err(incomplete(destination, &CliError::from_core(&store, e)));
+                return Err(CliError::from_core(&store, e));
             }
         }
     }
@@ -556,7 +807,7 @@ fn verify_destination(destination: &Path, expected: &Digest) -> Result<u32, CliE
     };
     match problem {
         Some(problem) => Err(CliError::new(format!(
-            "internal error: {} does not verify as what was salvaged: {problem}; it must not be used",
+            "internal error: the new log in {} does not verify as what was salvaged: {problem}",
             destination.display()
         ))),
         None => Ok(summary.segments),
@@ -598,13 +849,33 @@ pub fn run(args: &SalvageArgs) -> Result<ExitCode, CliError> {
         .or(args.device.as_deref())
         .ok_or_else(|| CliError::new("give a WAL directory, a segment file, or --device"))?;
     let source_dir = (source.kind == Kind::Directory).then_some(source_path);
-    check_destination(&args.destination, source_dir)?;
+    let found = check_destination(&args.destination, source_dir)?;
+    let placement = place(&args.destination, found)?;
+    if remove_leftover(&placement, &args.destination)? {
+        eprintln!(
+            "fswal: removed {}, left by a salvage to {} that did not finish",
+            placement.building.display(),
+            args.destination.display()
+        );
+    }
     let blocks_per_segment = match args.blocks_per_segment {
         Some(blocks) => blocks,
         None => default_blocks_per_segment(first_segment_slots(&mut source.store)?),
     };
-    let salvaged = copy(&mut source.store, &args.destination, blocks_per_segment)?;
-    let segments_written = verify_destination(&args.destination, &salvaged.digest)?;
+    let built = copy(
+        &mut source.store,
+        &placement.building,
+        &args.destination,
+        blocks_per_segment,
+    )
+    .and_then(|salvaged| {
+        let segments = verify_destination(&placement.building, &salvaged.digest)?;
+        sync_dir(&placement.building)?;
+        Ok((salvaged, segments))
+    });
+    let (salvaged, segments_written) =
+        built.map_err(|e| abandoned(&placement, &args.destination, &e))?;
+    install(&placement, &args.destination)?;
     let mut out = io::stdout().lock();
     let printed = if args.json {
         let report = JsonReport {
@@ -905,6 +1176,71 @@ mod tests {
                 join_missing(base, Path::new(rest)),
                 want.map(PathBuf::from),
                 "{rest}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_temporary_directory_is_a_hidden_sibling_named_after_dst() {
+        let table = [
+            ("b", ".b.salvage-tmp"),
+            ("salvaged.wal", ".salvaged.wal.salvage-tmp"),
+            (".hidden", "..hidden.salvage-tmp"),
+        ];
+        for (name, want) in table {
+            assert_eq!(temporary_name(OsStr::new(name)), OsStr::new(want), "{name}");
+        }
+    }
+
+    #[test]
+    fn only_what_the_writer_makes_is_a_leftover() {
+        let table = [
+            ("FS.00000000.wal", true),
+            ("FS.99999999.wal", true),
+            ("FS.00000003.wal.tmp", true),
+            ("fswal.meta", true),
+            ("fswal.meta.tmp", true),
+            ("fswal.mark", true),
+            ("fswal.mark.tmp", true),
+            (".fswal.lock", true),
+            (".fswal.lock.tmp", false),
+            ("FS.00000000.wal.lz4", false),
+            ("FS.00000000.wal.prep", false),
+            ("FS.0000000.wal", false),
+            ("FS.00000000.wal.tmp.tmp", false),
+            ("notes.txt", false),
+            ("", false),
+            (".tmp", false),
+        ];
+        for (name, want) in table {
+            assert_eq!(is_salvage_leftover(name), want, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn mount_points_are_read_from_the_fifth_field_unescaped() {
+        let table: [(&str, Option<&str>); 6] = [
+            (
+                "36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw",
+                Some("/mnt/parent"),
+            ),
+            ("22 1 0:21 / / rw,relatime - ext4 /dev/vda rw", Some("/")),
+            (
+                "45 27 0:40 / /tmp/with\\040space\\011tab rw - tmpfs none rw",
+                Some("/tmp/with space\ttab"),
+            ),
+            (
+                "45 27 0:40 / /tmp/back\\134slash rw - tmpfs none rw",
+                Some("/tmp/back\\slash"),
+            ),
+            ("45 27 0:40 / /tmp/bad\\09 rw - tmpfs none rw", None),
+            ("too few fields", None),
+        ];
+        for (line, want) in table {
+            assert_eq!(
+                mountinfo_mount_point(line),
+                want.map(PathBuf::from),
+                "{line}"
             );
         }
     }
