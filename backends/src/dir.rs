@@ -38,7 +38,7 @@ use fswal_core::limits::{SEGMENT_HEADER_SIZE_BYTES, SEGMENT_INDEX_MAX};
 use fswal_core::segment_header::{HeaderState, SegmentHeader};
 use fswal_core::store::{parse_segment_file_name, segment_file_name};
 
-use crate::file::{FileDevice, FileError, SegmentFile, sync_dir};
+use crate::file::{FileDevice, FileError, SegmentFile, create_dir_durably, sync_dir};
 use crate::lz4::{COMPRESSED_SUFFIX, Lz4Device, MAGIC as LZ4_MAGIC, compress_segment};
 
 /// The name of the lock file a writer holds in the WAL directory.
@@ -933,37 +933,6 @@ fn not_a_directory(path: &Path) -> FileError {
         io::ErrorKind::InvalidInput,
         "not a directory",
     )
-}
-
-/// Creates `dir` and its missing parents, and makes each new name durable by syncing
-/// the directory that holds it (otherwise a crash could lose the WAL directory itself
-/// with every segment synced into it).
-fn create_dir_durably(dir: &Path) -> Result<(), FileError> {
-    // The missing directories, deepest first; bounded by the path's components.
-    let mut missing: Vec<&Path> = Vec::new();
-    for ancestor in dir.ancestors() {
-        if ancestor.as_os_str().is_empty() {
-            break;
-        }
-        match fs::symlink_metadata(ancestor) {
-            Ok(_) => break,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(ancestor),
-            Err(e) => return Err(FileError::new("stat", ancestor, None, e)),
-        }
-    }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(|e| FileError::new("create directory", dir, None, e))?;
-    for created in missing {
-        let parent = match created.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            // A relative path with one component lives in the current directory.
-            _ => Path::new("."),
-        };
-        sync_dir(parent)?;
-    }
-    Ok(())
 }
 
 /// Takes an exclusive `flock` on `lock`, the open lock file at `lock_path` in `dir`,

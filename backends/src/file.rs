@@ -598,6 +598,37 @@ pub fn sync_dir(path: &Path) -> Result<(), FileError> {
         .map_err(|e| FileError::new("sync directory", path, None, e))
 }
 
+/// Creates `dir` and its missing parents, and makes each new name durable by syncing
+/// the directory that holds it (otherwise a crash could lose the WAL directory itself
+/// with every segment synced into it).
+pub fn create_dir_durably(dir: &Path) -> Result<(), FileError> {
+    // The missing directories, deepest first; bounded by the path's components.
+    let mut missing: Vec<&Path> = Vec::new();
+    for ancestor in dir.ancestors() {
+        if ancestor.as_os_str().is_empty() {
+            break;
+        }
+        match fs::symlink_metadata(ancestor) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(ancestor),
+            Err(e) => return Err(FileError::new("stat", ancestor, None, e)),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| FileError::new("create directory", dir, None, e))?;
+    for created in missing {
+        let parent = match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            // A relative path with one component lives in the current directory.
+            _ => Path::new("."),
+        };
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
 /// Allocates `size_bytes` for `file`, which is new and empty, and sets its size.
 fn preallocate(file: &File, path: &Path, size_bytes: u64) -> Result<(), FileError> {
     if size_bytes == 0 {
@@ -937,6 +968,31 @@ mod tests {
             drop(dev);
             proptest::prop_assert!(fs::read(&path).unwrap() == model, "after drop");
         }
+    }
+
+    #[test]
+    fn the_write_thread_starts_with_the_first_write_only() {
+        // Issue 9, defect 10: recovery opens every segment of a store whose devices use
+        // a write thread; one thread per segment was started (1001 for 1000 segments).
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("seg");
+        FileDevice::create_preallocated(&path, 1 << 16, b"FS").unwrap();
+        let mut dev = FileDevice::open_read_write(&path).unwrap();
+        dev.set_write_thread(true).unwrap();
+        let mut buf = [0u8; 2];
+        dev.read_exact_at(0, &mut buf).unwrap();
+        dev.sync().unwrap();
+        assert!(dev.thread.is_none(), "reads and syncs start no thread");
+        dev.write_all_at(64, &[1; 100]).unwrap();
+        dev.sync().unwrap();
+        assert!(dev.thread.is_some(), "the first write issued started it");
+        dev.set_write_thread(false).unwrap();
+        assert!(dev.thread.is_none());
+        let mut read_only = FileDevice::open_read_only(&path).unwrap();
+        read_only.set_write_thread(true).unwrap();
+        read_only.read_exact_at(64, &mut buf).unwrap();
+        assert_eq!(buf, [1, 1]);
+        assert!(read_only.thread.is_none());
     }
 
     #[test]

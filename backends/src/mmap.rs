@@ -474,6 +474,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_first_sync_of_an_opened_file_covers_all_of_it() {
+        // Issue 9, defect 1 (mmap): what a crashed process wrote through its mapping sits
+        // in the page cache; a restart's sync must write it back, though this device
+        // wrote nothing itself.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("seg");
+        let created = MmapDevice::create(&path, 1 << 16, b"FS").unwrap();
+        assert_eq!(created.dirty, None, "a new file is durable already");
+        drop(created);
+        let mut dev = MmapDevice::open(&path, true).unwrap();
+        assert_eq!(dev.dirty, Some((0, 1 << 16)));
+        dev.sync().unwrap();
+        assert_eq!(dev.dirty, None);
+        let reader = MmapDevice::open(&path, false).unwrap();
+        assert_eq!(reader.dirty, None, "a reader never syncs");
+    }
+
+    #[test]
     fn random_writes_and_reads_match_a_model_and_survive_reopening() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("seg");

@@ -22,6 +22,11 @@
 //!    never retry the sync and then acknowledge. Recovery starts again from what
 //!    replay finds.
 //! 5. Until a crash, reads return the last bytes written (read your own writes).
+//! 6. A crash is a power cut (rules 1 to 3) or a process crash: the machine stays up,
+//!    a restarted process reads everything the crashed one wrote, and what no sync
+//!    covered is still not durable (a later power cut may still lose it). A sync covers
+//!    every write that reads show, whoever issued it, so a recovering writer syncs what
+//!    it read before it builds on it.
 //!
 //! Bytes never written read as zero on a fresh device (a preallocated file, a zeroed
 //! buffer). A reused medium may hold stale data instead; replay's rule that event ids

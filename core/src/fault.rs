@@ -792,6 +792,81 @@ mod tests {
     }
 
     #[test]
+    fn a_process_crash_keeps_pending_writes_visible_and_not_durable() {
+        let (store, mut dev) = store_with_segment();
+        dev.write_all_at(100, &[4; 8]).unwrap();
+        let mut crashed = FaultStore::after_process_crash(&store.snapshot(), false);
+        let mut seg = crashed.open_segment(0).unwrap().unwrap();
+        let mut buf = [0u8; 8];
+        seg.read_exact_at(100, &mut buf).unwrap();
+        assert_eq!(buf, [4; 8], "the cache still shows it");
+        assert_eq!(crashed.snapshot().durable[&0][100], 0, "not durable");
+        assert_eq!(
+            crashed.snapshot().pending.len(),
+            1,
+            "a later power cut may drop it"
+        );
+        seg.sync().unwrap();
+        assert_eq!(
+            crashed.snapshot().durable[&0][100],
+            4,
+            "a sync makes it durable"
+        );
+    }
+
+    #[test]
+    fn an_operation_left_half_done_is_visible_and_not_durable_until_metadata_is_synced() {
+        let mut store = FaultStore::new();
+        let points = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&points);
+        store.set_observer(Some(Box::new(move |s: &Snapshot| {
+            log.lock().unwrap().push(s.clone());
+        })));
+        store.create_segment(0, 1024, b"a").unwrap();
+        store
+            .write_checkpoint(CheckpointKind::Sealed, &[1; 64])
+            .unwrap();
+        store.create_segment(1, 1024, b"b").unwrap();
+        store.remove_segment(0).unwrap();
+        store.set_observer(None);
+        let points = points.lock().unwrap().clone();
+        let kinds: Vec<_> = points.iter().map(|p| p.next).collect();
+        assert_eq!(
+            kinds,
+            [
+                Some(OpKind::Create),
+                Some(OpKind::Checkpoint(CheckpointKind::Sealed)),
+                Some(OpKind::Create),
+                Some(OpKind::Remove)
+            ]
+        );
+        // Creating segment 1: visible, gone after a power cut, kept once synced.
+        let mut created = FaultStore::after_process_crash(&points[2], true);
+        assert_eq!(created.segment_range().unwrap(), Some((0, 1)));
+        assert!(!created.snapshot().durable.contains_key(&1));
+        created.sync_metadata().unwrap();
+        assert!(created.snapshot().durable.contains_key(&1));
+        // Removing segment 0: gone for readers, back after a power cut.
+        let mut removed = FaultStore::after_process_crash(&points[3], true);
+        assert_eq!(removed.segment_range().unwrap(), Some((1, 1)));
+        assert!(removed.snapshot().durable.contains_key(&0));
+        removed.sync_metadata().unwrap();
+        assert!(!removed.snapshot().durable.contains_key(&0));
+        // Replacing the checkpoint: the new one is read, the old one durable.
+        let mut replaced = FaultStore::after_process_crash(&points[1], true);
+        assert_eq!(
+            replaced.read_checkpoint(CheckpointKind::Sealed).unwrap(),
+            Some([1; 64])
+        );
+        assert_eq!(replaced.snapshot().checkpoints[0], None);
+        replaced.sync_metadata().unwrap();
+        assert_eq!(replaced.snapshot().checkpoints[0], Some([1; 64]));
+        // Without `half_done`, the operation did not happen.
+        let mut before = FaultStore::after_process_crash(&points[2], false);
+        assert_eq!(before.segment_range().unwrap(), Some((0, 0)));
+    }
+
+    #[test]
     fn faults_fire_once_where_asked() {
         let (store, mut dev) = store_with_segment();
         store.set_faults(Faults {

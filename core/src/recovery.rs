@@ -36,6 +36,7 @@ use crate::watermark::Watermark;
 
 /// What replay found, as far as the decision goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Findings {
     /// Replay's verdict.
     pub status: Status,
@@ -55,6 +56,7 @@ pub struct Findings {
 
 /// The segment where the valid prefix ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TailFacts {
     /// Its index.
     pub segment: u32,

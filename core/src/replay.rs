@@ -424,12 +424,6 @@ impl<S: SegmentStore> Replay<S> {
         })
     }
 
-    /// The durable watermark the log's checkpoint records give; read when replay starts.
-    #[must_use]
-    pub fn watermark(&self) -> &Watermark {
-        &self.watermark
-    }
-
     /// Lists the store, reads its durable watermark, and positions replay at its first
     /// segment (or the seek target).
     fn begin(&mut self) -> Result<(), Error<S::Error>> {

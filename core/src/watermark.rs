@@ -25,6 +25,7 @@ use crate::store::SegmentStore;
 
 /// The durable watermark of a log, as its checkpoint records give it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Watermark {
     /// The highest event id a decodable record says a sync made durable; 0 without one.
     pub durable_event_id: u64,

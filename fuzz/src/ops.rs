@@ -9,13 +9,16 @@
 //! | 0, 1, 2 | append `k` events: `k = (b >> 3) + 1` for `b >> 3 < 24`, else `1 + 4 * next byte`; then a gap byte: the first id is `last + 1 + gap`, the next ones follow with gaps of 1 or 1..=3 |
 //! | 3 | sync |
 //! | 4 | close (seal the active segment) |
-//! | 5 | reopen: drop the writer and open the same store again (after a power cut: a crash) |
+//! | 5 | reopen: drop the writer and open the same store again, pending writes still pending (after a power cut: a crash); with `b >> 3` non-zero, a process crash in the middle of the previous operation: the state at its crash point `(b >> 4) % n` (of its `n`), every write pending then visible and none durable, the interrupted creation, removal or checkpoint left half done if bit 3 is set, recovered |
 //! | 6 | crash: drop the writer, build a crash image from the store's snapshot (see [`choose_landed`]), recover it on a fresh store |
 //! | 7 | power cut: two bytes give the fuel (`64 *` them): once the store has written that many bytes in all, every write, sync, creation and checkpoint fails |
 //!
 //! The model: the events appended (an append that failed included: its block may have
 //! reached the device), and the acknowledged watermark (the durable id a successful
-//! sync or close returned, or that a recovery reported). After every recovery, and at
+//! sync or close returned, or that a recovery reported). A process crash in the middle
+//! of an operation keeps the watermark from before it; the pending writes it leaves
+//! stay pending, so a later crash (op 6) can still drop them, and must not lose what was
+//! acknowledged since. After every recovery, and at
 //! the end, strict replay must give: every acknowledged event, no event that was not
 //! appended (field for field), the end the independent scanner finds on the image, and
 //! status `Ok` once recovered. Recovering a crash image is never refused: a crash image
@@ -25,6 +28,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use fswal_core::fault::{FaultStore, Faults, Image, Landed, Snapshot};
 use fswal_core::reference::reference_event;
@@ -65,7 +70,20 @@ struct Sim {
     acked: u64,
     /// Events appended in this run, against [`EVENTS_MAX`].
     events_total: usize,
+    /// The crash points of the operation running (or last run), for a process crash
+    /// in its middle.
+    points: Arc<Mutex<Vec<Snapshot>>>,
+    /// The watermark before that operation.
+    acked_before_op: u64,
     trace: String,
+}
+
+/// Records every crash point of `store` into `points`.
+fn observe(store: &FaultStore, points: &Arc<Mutex<Vec<Snapshot>>>) {
+    let log = Arc::clone(points);
+    store.set_observer(Some(Box::new(move |s: &Snapshot| {
+        log.lock().unwrap_or_else(PoisonError::into_inner).push(s.clone());
+    })));
 }
 
 /// Runs the target on one input.
@@ -74,12 +92,16 @@ pub fn run(data: &[u8]) {
     let store = FaultStore::new();
     let (writer, _) = WalWriter::open(store.clone(), clock as Clock, CONFIG)
         .unwrap_or_else(|e| panic!("opening a new log failed: {e}"));
+    let points = Arc::new(Mutex::new(Vec::new()));
+    observe(&store, &points);
     let mut sim = Sim {
         store,
         writer: Some(writer),
         appended: Vec::new(),
         acked: 0,
         events_total: 0,
+        points,
+        acked_before_op: 0,
         trace: String::new(),
     };
     for _ in 0..OPS_MAX {
@@ -87,6 +109,16 @@ pub fn run(data: &[u8]) {
             break;
         }
         let b = input.u8();
+        if b % 8 == 5 && b >> 3 != 0 {
+            // About the previous operation: its crash points are kept.
+            sim.process_crash(b >> 3);
+            continue;
+        }
+        sim.acked_before_op = sim.acked;
+        sim.points
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         match b % 8 {
             0..=2 => sim.append(b >> 3, &mut input),
             3 => sim.sync(),
@@ -96,6 +128,7 @@ pub fn run(data: &[u8]) {
             _ => sim.power_cut(&mut input),
         }
     }
+    sim.store.set_observer(None);
     sim.finish();
 }
 
@@ -274,6 +307,32 @@ impl Sim {
         }
     }
 
+    /// The process dies in the middle of the previous operation, at one of its crash
+    /// points: everything pending then stays visible and not durable, and the operation
+    /// it was in is half done when `p` says so. The restart recovers that store and goes
+    /// on with it.
+    fn process_crash(&mut self, p: u8) {
+        let points = std::mem::take(&mut *self.points.lock().unwrap_or_else(PoisonError::into_inner));
+        if points.is_empty() {
+            return;
+        }
+        let point = &points[usize::from(p >> 1) % points.len()];
+        let half_done = p & 1 == 1;
+        self.writer = None;
+        // The operation did not return: what it would have acknowledged was not.
+        self.acked = self.acked_before_op;
+        let store = FaultStore::after_process_crash(point, half_done);
+        let image = store.visible_image();
+        let what = format!(
+            "process crash at op {} ({:?}, {} pending, half done: {half_done})",
+            point.op,
+            point.next,
+            point.pending.len()
+        );
+        let recovered = self.recover(store, &image, &what);
+        assert!(recovered, "unreachable: a restarted store has no fault");
+    }
+
     /// The process dies: a crash image of the store's snapshot, recovered on a fresh
     /// store.
     fn crash(&mut self, input: &mut Input<'_>, what: &str) {
@@ -291,6 +350,8 @@ impl Sim {
     /// `false` only when recovery failed on a store whose power was cut meanwhile.
     fn recover(&mut self, store: FaultStore, image: &Image, what: &str) -> bool {
         self.note(what);
+        // The recovery's own crash points are the ones a process crash next picks from.
+        observe(&store, &self.points);
         let segments = segments_of(image);
         let prefix = valid_prefix(&segments);
         let scanned_last = prefix.event_ids.last().copied().unwrap_or(0);

@@ -24,11 +24,25 @@ impl CliError {
     }
 
     /// An error of the core writer or replay over `store`, with damage described by
-    /// file and offset.
+    /// file and offset, and for a refused recovery what can be done about it.
     pub fn from_core(store: &AnyStore, e: fswal_core::Error<FileError>) -> Self {
+        let salvage = format!(
+            "`{}` copies every event that verifies into a new log (README: \"When recovery refuses\")",
+            store.salvage_command()
+        );
+        let accept = match store {
+            AnyStore::Raw(_) => format!(
+                "the loss cannot be accepted in place on a device ({} hold the watermark)",
+                store.watermark_records()
+            ),
+            _ => format!(
+                "deleting both {} accepts the loss",
+                store.watermark_records()
+            ),
+        };
         match e {
             fswal_core::Error::Damaged { issue, status } => Self(format!(
-                "{}; the log is {status} there, refusing to append (nothing was changed)",
+                "{}; the log is {status} there, refusing to append (nothing was changed); {salvage}",
                 store.issue_line(&issue)
             )),
             fswal_core::Error::DurableDataMissing {
@@ -40,9 +54,13 @@ impl CliError {
                     .map(|i| format!(" at {}", store.issue_line(&i)))
                     .unwrap_or_default();
                 Self(format!(
-                    "events up to {durable_event_id} were made durable (checkpoint), but the log ends at event {found_event_id}{at}; refusing to append (nothing was changed; delete the checkpoint to accept the loss)"
+                    "events up to {durable_event_id} were made durable, but the log ends at event {found_event_id}{at}; refusing to append (nothing was changed); {accept}; {salvage}"
                 ))
             }
+            fswal_core::Error::HistoryReplaced { issue } => Self(format!(
+                "{}; refusing to append (nothing was changed); {accept}; {salvage}",
+                store.issue_line(&issue)
+            )),
             fswal_core::Error::Device(e) => Self(e.to_string()),
             other => Self(other.to_string()),
         }

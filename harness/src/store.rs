@@ -216,6 +216,17 @@ impl AnyStore {
         }
     }
 
+    /// The command that salvages this log into a new one.
+    #[must_use]
+    pub fn salvage_command(&self) -> String {
+        match self {
+            Self::Raw(s) => format!("fswal salvage --device {} NEW_DIR", s.path().display()),
+            Self::File(s) => format!("fswal salvage {} NEW_DIR", s.path().display()),
+            Self::Mmap(s) => format!("fswal salvage {} NEW_DIR", s.path().display()),
+            Self::Direct(s) => format!("fswal salvage {} NEW_DIR", s.path().display()),
+        }
+    }
+
     /// An issue as one line naming where it is.
     #[must_use]
     pub fn issue_line(&self, issue: &Issue) -> String {

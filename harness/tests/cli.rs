@@ -2,41 +2,16 @@
 //! report of `verify`, the output of `dump`, one-line errors naming the file and the
 //! offset for bad input, no panics, and inputs left exactly as they were.
 
+mod common;
+
+use common::*;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
-
-const FSWAL: &str = env!("CARGO_BIN_EXE_fswal");
-const BLOCK: u64 = 16_448;
-
-fn fswal(args: &[&str]) -> Output {
-    let out = Command::new(FSWAL).args(args).output().expect("run fswal");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("panicked"),
-        "fswal {args:?} panicked: {stderr}"
-    );
-    out
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exit code")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).expect("utf-8 stderr")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
 
 /// A WAL of `events` reference events, 16 blocks per segment, in a new tempdir.
 fn recorded(events: u64) -> (tempfile::TempDir, PathBuf) {

@@ -4,11 +4,13 @@
 //! overwrites a file, and releases only what it exported, under the writer lock, with
 //! replay giving the same result before and after.
 
+mod common;
+
+use common::*;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::SystemTime;
 
 use fswal_backends::dir::DirStore;
 use fswal_backends::raw::RawStore;
@@ -17,39 +19,10 @@ use fswal_core::{SegmentStore, WalWriter, WriterConfig};
 use serde_json::Value;
 use xxhash_rust::xxh64::xxh64;
 
-const FSWAL: &str = env!("CARGO_BIN_EXE_fswal");
-const BLOCK: u64 = 16_448;
-const HEADER: u64 = 64;
 const MIB: u64 = 1 << 20;
 /// Where a quarantine entry starts on a device, and how long one is (the raw layout).
 const QUARANTINE_OFFSET: u64 = 64 * 1024;
 const QUARANTINE_ENTRY: u64 = 24 * 1024;
-
-fn fswal(args: &[&str]) -> Output {
-    let out = Command::new(FSWAL).args(args).output().expect("run fswal");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("panicked"),
-        "fswal {args:?} panicked: {stderr}"
-    );
-    out
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exit code")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).expect("utf-8 stderr")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
 
 /// Runs `fswal args`, which must succeed, and returns the JSON object on the last line
 /// of its stdout.
@@ -70,45 +43,6 @@ fn refused(args: &[&str]) -> String {
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     err
-}
-
-/// A file's identity: its length, an XXH64 of its bytes, its modification time.
-type FileHash = (u64, u64, Option<SystemTime>);
-
-/// Every file under `dir`, recursively, with its hash.
-fn hashes(dir: &Path) -> BTreeMap<PathBuf, FileHash> {
-    let mut all = BTreeMap::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(at) = pending.pop() {
-        for entry in fs::read_dir(&at).expect("list") {
-            let path = entry.expect("entry").path();
-            let meta = fs::symlink_metadata(&path).expect("stat");
-            if meta.is_dir() {
-                pending.push(path);
-            } else {
-                let bytes = fs::read(&path).unwrap_or_default();
-                all.insert(path, (meta.len(), xxh64(&bytes, 0), meta.modified().ok()));
-            }
-        }
-    }
-    all
-}
-
-fn assert_unchanged(dir: &Path, before: &BTreeMap<PathBuf, FileHash>, what: &str) {
-    let after = hashes(dir);
-    let changed: Vec<_> = before
-        .keys()
-        .chain(after.keys())
-        .filter(|p| before.get(*p) != after.get(*p))
-        .collect();
-    assert!(changed.is_empty(), "{what} changed {changed:?}");
-}
-
-fn flip(path: &Path, offset: u64) {
-    let mut all = fs::read(path).expect("read");
-    let at = usize::try_from(offset).expect("offset");
-    all[at] ^= 0x10;
-    fs::write(path, all).expect("write");
 }
 
 fn range(bytes: &[u8], start: u64, end: u64) -> &[u8] {

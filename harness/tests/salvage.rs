@@ -6,56 +6,21 @@
 //! destination as it was (absent or empty), its leftover removed by the next one only
 //! when it is salvage's own, and a mount point refused up front.
 
-use std::collections::BTreeMap;
+mod common;
+
+use common::*;
+
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use fswal_backends::dir::DirStore;
 use fswal_backends::testing::say;
 
 use serde_json::Value;
-use xxhash_rust::xxh64::xxh64;
-
-const FSWAL: &str = env!("CARGO_BIN_EXE_fswal");
-const BLOCK: u64 = 16_448;
-const HEADER: u64 = 64;
-
-fn fswal(args: &[&str]) -> Output {
-    let out = Command::new(FSWAL).args(args).output().expect("run fswal");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("panicked"),
-        "fswal {args:?} panicked: {stderr}"
-    );
-    out
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exit code")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).expect("utf-8 stderr")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-/// The JSON object on the last line of stdout.
-fn last_json(out: &Output) -> Value {
-    let text = stdout(out);
-    let last = text.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 /// A WAL of `events` reference events, 16 blocks per segment, at `tmp/a`.
 fn recorded(tmp: &Path, events: u64) -> PathBuf {
@@ -72,46 +37,6 @@ fn recorded(tmp: &Path, events: u64) -> PathBuf {
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     dir
-}
-
-/// What a file's identity is made of here: its length, an XXH64 of its bytes, and its
-/// modification time (a write of the same bytes still moves it).
-type FileHash = (u64, u64, Option<SystemTime>);
-
-/// Every file under `dir`, recursively, with its hash.
-fn hashes(dir: &Path) -> BTreeMap<PathBuf, FileHash> {
-    let mut all = BTreeMap::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(at) = pending.pop() {
-        for entry in fs::read_dir(&at).expect("list") {
-            let path = entry.expect("entry").path();
-            let meta = fs::symlink_metadata(&path).expect("stat");
-            if meta.is_dir() {
-                pending.push(path);
-            } else {
-                let bytes = fs::read(&path).unwrap_or_default();
-                all.insert(path, (meta.len(), xxh64(&bytes, 0), meta.modified().ok()));
-            }
-        }
-    }
-    all
-}
-
-fn assert_unchanged(dir: &Path, before: &BTreeMap<PathBuf, FileHash>, what: &str) {
-    let after = hashes(dir);
-    let changed: Vec<_> = before
-        .keys()
-        .chain(after.keys())
-        .filter(|p| before.get(*p) != after.get(*p))
-        .collect();
-    assert!(changed.is_empty(), "{what} changed {changed:?}");
-}
-
-fn flip(path: &Path, offset: u64) {
-    let mut all = fs::read(path).expect("read");
-    let at = usize::try_from(offset).expect("offset");
-    all[at] ^= 0x10;
-    fs::write(path, all).expect("write");
 }
 
 /// Event `i` of the reference stream as `fswal dump` prints it, written out from

@@ -50,7 +50,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use fswal_backends::dir::{DirSegment, DirStore, SegmentDir, TornCopy};
-use fswal_backends::file::sync_dir;
+use fswal_backends::file::{create_dir_durably, sync_dir};
 use fswal_backends::raw::{QuarantineEntry, RawStore};
 use fswal_core::limits::{
     BLOCK_SIZE_BYTES, SEGMENT_HEADER_SIZE_BYTES, block_offset_bytes, slot_bytes_present,
@@ -455,32 +455,6 @@ fn item_line(store: &AnyStore, item: &Item) -> String {
             q.offset_bytes
         ),
     }
-}
-
-/// Creates `dir` and its missing parents, syncing the parent of each one created.
-fn create_dir_durably(dir: &Path) -> Result<(), CliError> {
-    // The missing directories, deepest first; bounded by the path's components.
-    let mut missing: Vec<&Path> = Vec::new();
-    for ancestor in dir.ancestors() {
-        if ancestor.as_os_str().is_empty() {
-            break;
-        }
-        match fs::symlink_metadata(ancestor) {
-            Ok(_) => break,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(ancestor),
-            Err(e) => return Err(CliError::at(ancestor, e)),
-        }
-    }
-    fs::create_dir_all(dir).map_err(|e| CliError::at(dir, e))?;
-    for created in missing {
-        let parent = match created.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            // A relative path with one component lives in the current directory.
-            _ => Path::new("."),
-        };
-        sync_dir(parent)?;
-    }
-    Ok(())
 }
 
 /// Refuses `export` unless it is a directory (or nothing yet) outside `wal_dir`, and

@@ -3,8 +3,10 @@
 //! [--print-durable] ...`: appends events of the reference stream (FORMAT-v1.md,
 //! "Known answers") to a WAL, then seals.
 //!
-//! An existing WAL is recovered first (a torn tail is preserved and cleared; damage
-//! before the end, or lost durable data, refuses and touches nothing), and ids must
+//! An existing WAL is recovered first (a torn tail is set aside: its segment is sealed
+//! at its last valid block, the slots after it left in place and never replayed; damage
+//! before the end, lost durable data or replaced history refuses and touches nothing,
+//! naming the file and offset and what can be done), and ids must
 //! keep increasing: an id not greater than the last one is refused before anything is
 //! written. `--resume` starts after the last recovered event. A blank raw device is
 //! formatted on first use.
