@@ -214,6 +214,14 @@ def crash(landed):
     return [6] + list(landed)
 
 
+def process_crash(point, half_done=False):
+    """A process crash at crash point `point` (modulo their number) of the previous
+    operation, that operation half done if `half_done`: `b >> 3` = `point << 1 | half`."""
+    p = (point << 1) | int(half_done)
+    assert 1 <= p <= 31
+    return [5 | (p << 3)]
+
+
 def power_cut(fuel_units):
     return [7] + list(fuel_units.to_bytes(2, "little"))
 
@@ -237,6 +245,19 @@ def ops_seeds():
     seeds["ops-crash-mask"] = bytes(
         append(257) + SYNC + append(513) + crash([0x03, 0, 0x01] + [0xA5] * 8)
         + append_small(4) + SYNC + reopen())
+    # A process crash at each crash point of a close (the sealed header written and not
+    # synced among them), a restart that appends and syncs, then a power cut that keeps
+    # only what is durable: the restart must have made what it read durable first.
+    for point in range(1, 8):
+        for half_done in (False, True):
+            name = f"ops-process-crash-in-close-{point}{'-half-done' if half_done else ''}"
+            seeds[name] = bytes(
+                append(301) + CLOSE + process_crash(point, half_done) + append_small(10)
+                + SYNC + crash([0x00]))
+    # A process crash, then another in the middle of the recovery that followed.
+    seeds["ops-process-crash-in-recovery"] = bytes(
+        append(257) + append_small(20) + SYNC + append_small(24) + process_crash(1)
+        + process_crash(2, True) + append_small(5) + SYNC + crash([0x00]))
     return seeds
 
 
