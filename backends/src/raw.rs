@@ -60,7 +60,8 @@ const ZERO_CHUNK_BYTES: usize = 1 << 20;
 /// Attempts at `flock` when a signal interrupts it.
 const LOCK_ATTEMPTS_MAX: u32 = 64;
 
-/// One entry of the quarantine area: bytes recovery preserved before clearing them.
+/// One entry of the quarantine area: bytes an earlier version of recovery copied there
+/// before clearing them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuarantineEntry {
     /// The entry's number (0..40).

@@ -27,7 +27,7 @@
 //!    there, verifies, and ends with the event it records.
 //! 2. It is a durable watermark: a log whose valid prefix ends before the checkpoint's
 //!    last event has lost data that a sync had made durable. Recovery refuses to treat
-//!    such damage as a torn tail to clear.
+//!    such damage as a torn tail to set aside.
 
 use core::mem::{offset_of, size_of};
 
@@ -53,7 +53,7 @@ pub enum CheckpointKind {
     /// The sync mark: written after every sync, in place (one sector, which the crash
     /// contract makes atomic), and synced before the sync returns. It is what lets
     /// recovery tell a block a sync covered (damage: refuse) from one it did not (a
-    /// torn or reordered tail: clear).
+    /// torn or reordered tail: set aside).
     Synced,
 }
 

@@ -27,7 +27,8 @@
 //!  4 KiB      sealed checkpoint (a 64-byte checkpoint record, in a 4 KiB sector)
 //!  8 KiB      sync mark (a 64-byte checkpoint record, in a 4 KiB sector)
 //!  64 KiB     quarantine: 40 entries of 24 KiB (a 4 KiB header, then up to one
-//!             block of bytes recovery preserved before clearing them)
+//!             block of bytes that earlier versions of recovery copied there before
+//!             clearing them; no longer written)
 //!  1 MiB      slot 0, slot 1, ... slot_count - 1; segment i lives in slot
 //!             i % slot_count, its v1 segment bytes at the start of the slot
 //! ```

@@ -19,6 +19,11 @@
 //! - Blocks are written in slot order; a sync covers every block written before it.
 //! - After a failed write or sync the writer accepts nothing more: what the device
 //!   holds is unknown, and only recovery by replay can say.
+//! - After a restart, what recovery read is made durable before anything is built on
+//!   it (a segment created, a checkpoint written, a tail sealed, an event
+//!   acknowledged): a crashed process's unsynced writes may be readable and not durable.
+//! - The sealed checkpoint never names a segment retention removed: it moves to the new
+//!   segment first.
 
 use zerocopy::IntoBytes;
 
@@ -257,7 +262,7 @@ pub struct WriterConfig {
     pub open_scan: OpenScan,
     /// Whether every sync also writes the sync mark (see
     /// [`CheckpointKind::Synced`]). With it, recovery can tell acknowledged blocks,
-    /// whose damage it refuses, from an unsynced tail, which it clears, even when
+    /// whose damage it refuses, from an unsynced tail, which it sets aside, even when
     /// reordered writes left holes in that tail. It costs one small write and sync per
     /// sync; without it, only seals and closes record the durable watermark.
     pub sync_marks: bool,
@@ -1339,7 +1344,7 @@ mod tests {
     }
 
     #[test]
-    fn a_sealed_segment_missing_its_last_block_is_not_cleared() {
+    fn a_sealed_segment_missing_its_last_block_is_refused() {
         // Truncated, but the sealed header vouches for the block: lost durable data,
         // not a torn tail. The checkpoint written at sealing says so; without it, the
         // sealed header does.
@@ -1536,7 +1541,7 @@ mod tests {
     }
 
     #[test]
-    fn reordered_unsynced_writes_leave_a_hole_that_recovery_clears() {
+    fn reordered_unsynced_writes_leave_a_hole_that_recovery_sets_aside() {
         // The crash kept slot 5 and lost slot 4: a hole, then a valid block, neither of
         // them acknowledged.
         let mut store = synced_then_two_unsynced_blocks();
@@ -1559,7 +1564,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_synced_block_is_refused_not_cleared() {
+    fn a_lost_synced_block_is_refused_not_set_aside() {
         // The same hole, but the blocks were synced: acknowledged data is gone.
         let (mut w, _) = open(MemStore::new());
         for i in 1..=1512 {
@@ -1581,7 +1586,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bit_flip_in_the_last_synced_block_is_refused_not_cleared() {
+    fn a_bit_flip_in_the_last_synced_block_is_refused_not_set_aside() {
         let (mut w, _) = open(MemStore::new());
         for i in 1..=1000 {
             w.append(&reference_event(i)).unwrap();
