@@ -34,6 +34,7 @@ use std::vec::Vec;
 use fswal_core::BlockDevice;
 use fswal_core::SegmentStore;
 use fswal_core::checkpoint::{CHECKPOINT_SIZE_BYTES, CheckpointKind};
+use fswal_core::cpp_meta::CppMeta;
 use fswal_core::limits::{SEGMENT_HEADER_SIZE_BYTES, SEGMENT_INDEX_MAX};
 use fswal_core::segment_header::{HeaderState, SegmentHeader};
 use fswal_core::store::{parse_segment_file_name, segment_file_name};
@@ -46,6 +47,10 @@ pub const LOCK_FILE_NAME: &str = ".fswal.lock";
 
 /// The checkpoint file in a WAL directory (see [`fswal_core::checkpoint`]).
 pub const CHECKPOINT_FILE_NAME: &str = "fswal.meta";
+
+/// The C++ recorder's meta file in a WAL directory: read as a hint only, never written
+/// (see [`fswal_core::cpp_meta`]).
+pub const CPP_META_FILE_NAME: &str = "wal_meta.dat";
 
 /// The suffix of a segment file allocated ahead of need (no header yet).
 pub const PREPARED_SUFFIX: &str = ".prep";
@@ -544,6 +549,20 @@ impl<D: SegmentFile> SegmentDir<D> {
         sync_dir(&self.path)?;
         fs::remove_file(&raw).map_err(|e| FileError::new("remove", raw.as_path(), None, e))?;
         sync_dir(&self.path)
+    }
+
+    /// What the C++ recorder's meta file (`wal_meta.dat`) says, when there is one of the
+    /// right size: a hint only, never trusted over the segments.
+    pub fn cpp_meta(&self) -> Result<Option<CppMeta>, FileError> {
+        if matches!(self.access, Access::Single { .. }) {
+            return Ok(None);
+        }
+        let path = self.path.join(CPP_META_FILE_NAME);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(CppMeta::decode(&bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FileError::new("read", path, None, e)),
+        }
     }
 
     /// The torn-tail copies in the directory (see [`TornCopy`]), by segment and offset.

@@ -79,6 +79,10 @@ pub enum Reason {
     TornBlock,
     /// An empty slot in an open segment is followed by a valid block: a hole.
     HoleBeforeData,
+    /// An open segment after the end of the log, with no valid block (what the C++
+    /// recorder prepares ahead of need), holds non-zero bytes here: recovery would remove
+    /// a prepared segment, but never one that may hold the only copy of something.
+    PreparedSegmentNotEmpty,
     /// The block header checksum does not match its bytes.
     BlockHeaderChecksumMismatch {
         /// Checksum stored in the header.
@@ -240,6 +244,9 @@ impl fmt::Display for Reason {
             Self::HoleBeforeData => {
                 f.write_str("empty block slot followed by valid blocks (a hole in the log)")
             }
+            Self::PreparedSegmentNotEmpty => f.write_str(
+                "an empty open segment after the end of the log (prepared ahead of need) holds non-zero bytes here; it is not removed",
+            ),
             Self::BlockHeaderChecksumMismatch { stored, computed } => write!(
                 f,
                 "block header checksum mismatch (stored 0x{stored:016x}, computed 0x{computed:016x})"

@@ -15,6 +15,7 @@
 //! | [`block_header`] | `BlockHeader`, the first 64 bytes of a block |
 //! | [`block`] | `Block`, a header and 256 event slots |
 //! | [`checksum`] | the four checksums |
+//! | [`cpp_meta`] | the C++ recorder's meta file, read as a hint only |
 //! | [`checkpoint`] | the meta record: where the log was durably known to end |
 //! | [`watermark`] | the durable watermark the records give, and the check that the log holds its block |
 //! | [`device`] | `BlockDevice`, the storage abstraction, and its crash contract |
@@ -46,6 +47,7 @@ pub mod block;
 pub mod block_header;
 pub mod checkpoint;
 pub mod checksum;
+pub mod cpp_meta;
 pub mod device;
 pub mod error;
 pub mod event;

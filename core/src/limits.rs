@@ -28,6 +28,13 @@ pub const SEGMENT_BLOCKS_MAX: u32 = 524_288;
 /// The default number of block slots in a segment written by fswal (about 64 MiB).
 pub const SEGMENT_BLOCKS_DEFAULT: u32 = 4_096;
 
+/// The most block slots a segment may have for the C++ recorder to read it: its reader
+/// computes segment sizes in 32 bits and silently misreads larger ones (FORMAT-v1.md,
+/// "What the C++ recorder leaves on disk"). fswal itself reads up to
+/// [`SEGMENT_BLOCKS_MAX`]; a writer makes larger segments only when told the log will
+/// never be read by the C++ recorder.
+pub const CPP_READER_BLOCKS_MAX: u32 = 261_120;
+
 /// The largest segment index: file names carry it as 8 decimal digits.
 pub const SEGMENT_INDEX_MAX: u32 = 99_999_999;
 
@@ -99,6 +106,11 @@ const _: () = assert!((SEGMENT_BLOCKS_MAX as u64) * (BLOCK_EVENTS_MAX as u64) <=
 const _: () = assert!(SEGMENT_SIZE_BYTES_MAX < (1u64 << 40));
 const _: () = assert!(SEGMENT_BLOCKS_MIN <= SEGMENT_BLOCKS_DEFAULT);
 const _: () = assert!(SEGMENT_BLOCKS_DEFAULT <= SEGMENT_BLOCKS_MAX);
+// The default segment is one the C++ recorder reads, and its limit one fswal reads.
+const _: () = assert!(SEGMENT_BLOCKS_DEFAULT <= CPP_READER_BLOCKS_MAX);
+const _: () = assert!(CPP_READER_BLOCKS_MAX <= SEGMENT_BLOCKS_MAX);
+// Up to it, a segment's size fits the C++ reader's 32-bit arithmetic.
+const _: () = assert!(segment_size_bytes(CPP_READER_BLOCKS_MAX) < (1u64 << 32));
 // Segment file names print the index with exactly 8 digits.
 const _: () = assert!(SEGMENT_INDEX_MAX == 99_999_999);
 

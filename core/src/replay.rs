@@ -13,7 +13,14 @@
 //! - event ids keep increasing from block to block and segment to segment;
 //! - a sealed header's `block_count` blocks are all there, and its totals match them;
 //! - an open header (the writer crashed before sealing) is read block by block up to
-//!   its first empty slot, instead of being dropped whole as the C++ recorder does.
+//!   its first empty slot, instead of being dropped whole as the C++ recorder does;
+//! - an open segment may be followed by later segments only when every one of its block
+//!   slots holds a valid block (the C++ recorder seals a rotated segment late, so a
+//!   crash can leave a full segment open behind the next one), or when everything after
+//!   it is an empty open segment: the C++ recorder's preparer creates up to three ahead
+//!   of need, preallocation that holds no data. An empty open segment followed by one
+//!   holding data is a gap, and an open segment that is neither full nor followed only
+//!   by empty ones has lost blocks: both are damage.
 //!
 //! # Modes
 //!
@@ -145,6 +152,10 @@ pub struct Summary {
     pub skipped_blocks: u64,
     /// Whether the last segment opened has an open (never sealed) header.
     pub open_segment: bool,
+    /// The first open segment followed by later segments that was accepted because
+    /// every one of its block slots holds a valid block (sealed late, as the C++
+    /// recorder does); a writer going on seals it first.
+    pub late_sealed: Option<u32>,
     /// Problems found.
     pub issues: u64,
     /// The first problem found.
@@ -163,6 +174,7 @@ impl Summary {
         last_event_id: None,
         skipped_blocks: 0,
         open_segment: false,
+        late_sealed: None,
         issues: 0,
         first_issue: None,
         tail: None,
@@ -283,6 +295,9 @@ pub struct Replay<S: SegmentStore> {
     skip_below: u64,
     /// After a seek: where to start instead of the first segment.
     pub(crate) start: Option<StartPoint>,
+    /// An open segment that may only be followed by empty open segments (it is empty,
+    /// or holds blocks without filling its slots): data after it is a gap.
+    must_be_last: Option<u32>,
     /// The durable watermark the store's checkpoint records say the log reaches.
     watermark: Watermark,
     /// Whether the log holds the watermark's block where its record says (strict mode).
@@ -303,6 +318,7 @@ impl<S: SegmentStore> Replay<S> {
             summary: Summary::EMPTY,
             skip_below: 0,
             start: None,
+            must_be_last: None,
             watermark: Watermark::default(),
             check: WatermarkCheck::default(),
         }
@@ -534,12 +550,16 @@ impl<S: SegmentStore> Replay<S> {
             complete: slot == 0,
         });
         self.summary.open_segment = state == Some(HeaderState::Open);
-        if state.is_some() {
+        if state.is_some() && self.must_be_last.is_none() {
             // A segment with a valid header is where a writer would go on, even before
-            // any of its blocks verify.
+            // any of its blocks verify; empty open segments after an open one that must
+            // be the last are preallocation, and the writer goes on before them.
             self.summary.tail = self.cursor.as_ref().map(Cursor::tail);
         }
         match header_result {
+            Ok(HeaderState::Sealed(_)) if self.must_be_last.is_some() && !resync => {
+                Ok(Err((self.gap_before(), ScanFrom::Slot { slot: 0 })))
+            }
             Ok(_) => {
                 if slot == 0 && !resync {
                     if let Err(issue) = self.check.segment_start(index, self.last_event_id) {
@@ -654,6 +674,10 @@ impl<S: SegmentStore> Replay<S> {
                 if let Err(reason) = checked {
                     return Ok(Some(SlotOutcome::Problem(issue(reason), here)));
                 }
+                if self.must_be_last.is_some() {
+                    // Data after an open segment that had to be the last one.
+                    return Ok(Some(SlotOutcome::Problem(self.gap_before(), here)));
+                }
                 let h = &self.buf.header;
                 // A valid block, but where the watermark's record names another one: not
                 // the acknowledged history, so not yielded.
@@ -684,7 +708,11 @@ impl<S: SegmentStore> Replay<S> {
     fn end_of_segment(&mut self) -> Option<Issue> {
         let cur = self.cursor.as_ref()?;
         let index = cur.index;
-        self.summary.tail = Some(cur.tail());
+        // Empty open segments after one that must be the last are not where a writer
+        // goes on.
+        if self.must_be_last.is_none() {
+            self.summary.tail = Some(cur.tail());
+        }
         self.state = State::OpenSegment {
             index: index.saturating_add(1),
             slot: 0,
@@ -714,6 +742,17 @@ impl<S: SegmentStore> Replay<S> {
                 };
                 field.map(|(field, at)| issue(at, Reason::HeaderDisagreesWithBlocks { field }))
             }
+            Some(HeaderState::Open) if index < self.range.1 && cur.complete => {
+                if cur.slots > 0 && cur.next_slot >= cur.slots {
+                    // Every slot holds a valid block: sealed late. Ids must go on
+                    // increasing into the next segment, as everywhere.
+                    self.summary.late_sealed.get_or_insert(index);
+                } else if self.must_be_last.is_none() {
+                    // Empty, or not full: only empty open segments may follow.
+                    self.must_be_last = Some(index);
+                }
+                None
+            }
             Some(HeaderState::Open) if index < self.range.1 => {
                 Some(issue(0, Reason::UnsealedSegmentNotLast))
             }
@@ -721,6 +760,18 @@ impl<S: SegmentStore> Replay<S> {
         };
         let next_slot = cur.next_slot;
         totals.or_else(|| self.check.segment_end(index, next_slot).err())
+    }
+
+    /// The issue for data found after the open segment that had to be the last one, and
+    /// so no longer has to be.
+    fn gap_before(&mut self) -> Issue {
+        let segment = self.must_be_last.take().unwrap_or(0);
+        Issue {
+            segment,
+            block: None,
+            offset_bytes: 0,
+            reason: Reason::UnsealedSegmentNotLast,
+        }
     }
 
     /// When everything present verified but the log ends before its durable watermark:
@@ -1294,16 +1345,117 @@ mod tests {
     }
 
     #[test]
-    fn open_segment_followed_by_another_is_damage() {
+    fn a_full_open_segment_followed_by_another_was_sealed_late() {
+        // The C++ recorder's maintainer seals a rotated segment some time after the
+        // writer moved on: a crash can leave it open, every slot holding a valid block.
         let mut store = reference_log(10_000, 16, true);
         let open = SegmentHeader::new_open(1, 5);
         store
             .with_bytes_mut(1, |b| b[..64].copy_from_slice(open.as_bytes()))
             .unwrap();
         let r = replay(&mut store, Mode::Strict, None);
-        assert_eq!(r.ids, ids(1..=8192), "its blocks are valid and replayed");
-        assert_eq!(only_issue(&r).reason, Reason::UnsealedSegmentNotLast);
+        assert_eq!(r.ids, ids(1..=10_000));
+        assert_eq!(
+            (r.summary.status, r.summary.late_sealed),
+            (Status::Ok, Some(1))
+        );
+        // Not full: blocks were lost, and data follows.
+        store
+            .with_bytes_mut(1, |b| {
+                let at = block_offset_bytes(15) as usize;
+                b[at..at + 16_448].fill(0);
+            })
+            .unwrap();
+        let r = replay(&mut store, Mode::Strict, None);
+        assert_eq!(
+            r.ids,
+            ids(1..=4096 + 15 * 256),
+            "its blocks are valid and replayed"
+        );
+        let issue = only_issue(&r);
+        assert_eq!(
+            (issue.segment, issue.reason),
+            (1, Reason::UnsealedSegmentNotLast)
+        );
         assert_eq!(r.summary.status, Status::Corrupt);
+        // Full, but the ids do not go on increasing into the next segment.
+        let mut store = reference_log(10_000, 16, true);
+        store
+            .with_bytes_mut(1, |b| b[..64].copy_from_slice(open.as_bytes()))
+            .unwrap();
+        let stale = store.image(0).unwrap();
+        let mut seg2 = stale.clone();
+        seg2[4..8].copy_from_slice(&2u32.to_le_bytes());
+        let renumbered = {
+            let mut raw = [0u8; 64];
+            raw.copy_from_slice(&seg2[..64]);
+            let h = SegmentHeader::read_from(&raw);
+            let Ok(HeaderState::Sealed(t)) = SegmentHeader::read_from(&{
+                let mut r0 = [0u8; 64];
+                r0.copy_from_slice(&stale[..64]);
+                r0
+            })
+            .check(0) else {
+                panic!("sealed");
+            };
+            SegmentHeader::new_open(2, h.created_ts_ns()).sealed(&t, h.closed_ts_ns())
+        };
+        seg2[..64].copy_from_slice(renumbered.as_bytes());
+        store.insert_image(2, seg2);
+        let r = replay(&mut store, Mode::Strict, None);
+        assert_eq!(r.ids, ids(1..=8192));
+        assert!(matches!(
+            only_issue(&r).reason,
+            Reason::EventIdRegression { .. }
+        ));
+    }
+
+    #[test]
+    fn empty_open_segments_after_the_last_one_with_data_are_preallocation() {
+        // The C++ recorder's preparer creates up to three segments ahead of need, open
+        // and empty, their first byte zeroed.
+        let mut store = write_events((1..=5000).map(reference_event), 16, Some(5000), false);
+        for index in 2..=4 {
+            let mut image = std::vec![0u8; segment_size_bytes(16) as usize];
+            image[..64].copy_from_slice(SegmentHeader::new_open(index, 9).as_bytes());
+            image[0] = 0;
+            store.insert_image(index, image);
+        }
+        let r = replay(&mut store, Mode::Strict, None);
+        assert_eq!((r.ids, r.summary.status), (ids(1..=5000), Status::Ok));
+        let tail = r.summary.tail.unwrap();
+        assert_eq!(
+            (tail.segment, tail.next_slot, tail.sealed),
+            (1, 4, false),
+            "a writer goes on after the last event, before the preallocated segments"
+        );
+        assert!(r.summary.open_segment);
+        // An empty open segment before one holding data is a gap.
+        let mut gap = reference_log(3 * 4096, 16, true);
+        let mut image = std::vec![0u8; segment_size_bytes(16) as usize];
+        image[..64].copy_from_slice(SegmentHeader::new_open(1, 9).as_bytes());
+        gap.insert_image(1, image);
+        let r = replay(&mut gap, Mode::Strict, None);
+        assert_eq!(r.ids, ids(1..=4096));
+        let issue = only_issue(&r);
+        assert_eq!(
+            (issue.segment, issue.reason),
+            (1, Reason::UnsealedSegmentNotLast)
+        );
+        assert_eq!(r.summary.status, Status::Corrupt);
+        let d = replay(&mut gap, Mode::Diagnostic, None);
+        assert_eq!(d.ids.len(), 4096 * 2, "the data after the gap is salvaged");
+        // The same after a sealed segment: its first empty open successor is the tail.
+        let mut sealed = reference_log(4096, 16, true);
+        for index in 1..=3 {
+            let mut image = std::vec![0u8; segment_size_bytes(16) as usize];
+            image[..64].copy_from_slice(SegmentHeader::new_open(index, 9).as_bytes());
+            sealed.insert_image(index, image);
+        }
+        let r = replay(&mut sealed, Mode::Strict, None);
+        assert_eq!(r.summary.status, Status::Ok);
+        let tail = r.summary.tail.unwrap();
+        assert_eq!((tail.segment, tail.next_slot, tail.sealed), (1, 0, false));
     }
 
     #[test]

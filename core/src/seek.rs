@@ -647,11 +647,14 @@ mod tests {
 
     #[test]
     fn an_unsealed_earlier_segment_is_reported_as_strict_replay_reports_it() {
+        // Open and not full (its last block gone): not sealed late, damage.
         let mut store = reference_log(10_000, 16, true);
         let open = SegmentHeader::new_open(1, 5);
         store
             .with_bytes_mut(1, |b| {
                 b[..SEGMENT_HEADER_SIZE_BYTES].copy_from_slice(open.as_bytes());
+                let at = usize::try_from(crate::limits::block_offset_bytes(15)).unwrap();
+                b[at..at + crate::limits::BLOCK_SIZE_BYTES].fill(0);
             })
             .unwrap();
         let r = seek_agrees_with_strict(&mut store, 9000);

@@ -24,6 +24,12 @@
 //! with the totals and a valid checksum. A writer that crashes leaves an open header
 //! in front of blocks that may all be valid, so an open header is not damage: replay
 //! reads such a segment block by block up to its first empty slot.
+//!
+//! The C++ recorder's preparer writes a zero at the first byte of every page of the
+//! segments it creates ahead of need, the header's first byte included: an open header
+//! it prepared reads as magic `0x4600` (bytes `00 46`), every other byte an open
+//! header's. That, and only that, is also an open header ([`PREPARED_MAGIC`]); sealing
+//! writes the proper magic back.
 
 use core::mem::{offset_of, size_of};
 
@@ -36,6 +42,10 @@ use crate::limits::{BLOCK_EVENTS_MAX, SEGMENT_BLOCKS_MAX, SEGMENT_HEADER_SIZE_BY
 
 /// The magic number, `"FS"` read as a little-endian u16.
 pub const SEGMENT_MAGIC: u16 = 0x4653;
+
+/// The magic of an open header the C++ recorder's preparer touched: its first byte
+/// zeroed (bytes `00 46`). Accepted on an open header only.
+pub const PREPARED_MAGIC: u16 = SEGMENT_MAGIC & 0xff00;
 
 /// The only format version fswal reads and writes.
 pub const FORMAT_VERSION: u8 = 1;
@@ -139,6 +149,8 @@ impl SegmentHeader {
     #[must_use]
     pub fn sealed(&self, totals: &SealedTotals, closed_ts_ns: u64) -> Self {
         let mut h = *self;
+        // An open header the C++ preparer touched gets its magic back.
+        h.magic = U16::new(SEGMENT_MAGIC);
         h.block_count = U32::new(totals.block_count);
         h.event_count = U32::new(totals.event_count);
         h.first_event_id = U64::new(totals.first_event_id);
@@ -237,7 +249,9 @@ impl SegmentHeader {
     /// true checksum happens to be 0 (a 2^-64 chance) would be misread as a damaged
     /// open one, never accepted wrongly.
     pub fn check(&self, expected_index: u32) -> Result<HeaderState, Reason> {
-        if self.magic() != SEGMENT_MAGIC {
+        // A touched magic passes only as an open header, checked as one below.
+        let prepared = self.magic() == PREPARED_MAGIC;
+        if self.magic() != SEGMENT_MAGIC && !prepared {
             return Err(Reason::BadMagic {
                 found: self.magic(),
             });
@@ -267,6 +281,12 @@ impl SegmentHeader {
                 });
             }
             HeaderState::Open
+        } else if prepared {
+            // A prepared header is open; one with a checksum is not one the C++
+            // preparer wrote, whatever its checksum says.
+            return Err(Reason::BadMagic {
+                found: self.magic(),
+            });
         } else if self.checksum() != computed {
             return Err(Reason::SegmentHeaderChecksumMismatch {
                 stored: self.checksum(),
@@ -371,6 +391,43 @@ mod tests {
             })
         );
         assert_eq!(h.as_bytes()[..4], [0x53, 0x46, 1, 64]);
+    }
+
+    #[test]
+    fn a_header_the_cpp_preparer_touched_is_open_and_nothing_else_relaxes() {
+        // The C++ preparer zeroes the first byte of every page: magic 0x4600.
+        let touched = |h: SegmentHeader| {
+            let mut bytes = [0u8; 64];
+            bytes.copy_from_slice(h.as_bytes());
+            bytes[0] = 0;
+            SegmentHeader::read_from(&bytes)
+        };
+        let open = touched(SegmentHeader::new_open(3, 99));
+        assert_eq!(open.magic(), PREPARED_MAGIC);
+        assert_eq!(open.check(3), Ok(HeaderState::Open));
+        assert!(matches!(
+            open.check(4),
+            Err(Reason::SegmentIndexMismatch { .. })
+        ));
+        // Only an open header: a touched sealed one is not a header at all.
+        assert_eq!(
+            touched(known_sealed()).check(0),
+            Err(Reason::BadMagic { found: 0x4600 })
+        );
+        // Any other first byte, or a touched second byte, is still bad magic.
+        for (at, v) in [(0usize, 0x01u8), (0, 0xff), (1, 0x00)] {
+            let mut bytes = [0u8; 64];
+            bytes.copy_from_slice(open.as_bytes());
+            bytes[at] = v;
+            assert!(matches!(
+                SegmentHeader::read_from(&bytes).check(3),
+                Err(Reason::BadMagic { .. })
+            ));
+        }
+        // Sealing writes the proper magic back.
+        let sealed = open.sealed(&SealedTotals::EMPTY, 100);
+        assert_eq!(sealed.magic(), SEGMENT_MAGIC);
+        assert!(matches!(sealed.check(3), Ok(HeaderState::Sealed(_))));
     }
 
     #[test]

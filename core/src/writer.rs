@@ -33,8 +33,8 @@ use crate::device::BlockDevice;
 use crate::error::Error;
 use crate::event::RequestEvent;
 use crate::limits::{
-    BLOCK_EVENTS_MAX, SEGMENT_BLOCKS_DEFAULT, SEGMENT_HEADER_SIZE_BYTES, SEGMENT_INDEX_MAX,
-    block_offset_bytes, is_valid_segment_blocks, segment_size_bytes, slots_in,
+    BLOCK_EVENTS_MAX, CPP_READER_BLOCKS_MAX, SEGMENT_BLOCKS_DEFAULT, SEGMENT_HEADER_SIZE_BYTES,
+    SEGMENT_INDEX_MAX, block_offset_bytes, is_valid_segment_blocks, segment_size_bytes, slots_in,
 };
 use crate::recovery::{Decision, Findings, Refusal, SealReason, SetAside, decide, set_aside_after};
 use crate::replay::{Mode, Replay, StartPoint, Summary, Tail};
@@ -251,6 +251,9 @@ impl<D: BlockDevice> SegmentWriter<D> {
     }
 }
 
+/// Why a configuration with segments over 4 GiB is refused.
+pub const LARGE_SEGMENTS_REFUSED: &str = "segments of more than 261120 block slots (over 4 GiB) are misread by the C++ recorder, whose reader computes segment sizes in 32 bits; allow them (allow_large_segments, record --allow-large-segments) only for a log it will never read";
+
 /// How a [`WalWriter`] is set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriterConfig {
@@ -266,6 +269,11 @@ pub struct WriterConfig {
     /// reordered writes left holes in that tail. It costs one small write and sync per
     /// sync; without it, only seals and closes record the durable watermark.
     pub sync_marks: bool,
+    /// Whether segments may have more than
+    /// [`CPP_READER_BLOCKS_MAX`](crate::limits::CPP_READER_BLOCKS_MAX) block slots (over
+    /// 4 GiB), which the C++ recorder's reader misreads: only for a log it will never
+    /// read. Off by default.
+    pub allow_large_segments: bool,
 }
 
 impl Default for WriterConfig {
@@ -283,6 +291,7 @@ impl WriterConfig {
             retention: Retention::KEEP_ALL,
             open_scan: OpenScan::Full,
             sync_marks: true,
+            allow_large_segments: false,
         }
     }
 }
@@ -374,6 +383,12 @@ pub struct Recovery {
     /// The open last segment, when recovery sealed it early (a torn tail, or a file too
     /// short to append to).
     pub sealed_tail: Option<SealedTail>,
+    /// Full segments left open behind later ones (the C++ recorder seals late) that
+    /// recovery sealed.
+    pub sealed_late: u32,
+    /// Empty open segments after the log's end (prepared ahead of need by the C++
+    /// recorder) that recovery removed: they held nothing.
+    pub prepared_removed: u32,
 }
 
 /// What retention needs to know of the segments present, kept up to date by the writer
@@ -446,6 +461,9 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
                 "retention must keep at least one segment",
             ));
         }
+        if config.blocks_per_segment > CPP_READER_BLOCKS_MAX && !config.allow_large_segments {
+            return Err(Error::InvalidConfig(LARGE_SEGMENTS_REFUSED));
+        }
         let checkpoint = read_checkpoint(&mut store, CheckpointKind::Sealed)?;
         let mark = read_checkpoint(&mut store, CheckpointKind::Synced)?;
         let watermark = Watermark::from_records([checkpoint.fields(), mark.fields()]);
@@ -479,10 +497,23 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
                 .and_then(|(first, _)| watermark.before_first_segment(first))
                 .unwrap_or(0)
         });
-        let findings = Findings::of(&summary, found, &watermark, range.map(|r| r.1));
+        // Empty open segments after the tail (the C++ recorder prepares them ahead of
+        // need) hold nothing: the log ends at the tail.
+        let prepared = prepared_after(&mut store, summary.tail.map(|t| t.segment), range)?;
+        let last_with_data = match (prepared, range) {
+            (Prepared::All { after }, _) => Some(after),
+            (_, range) => range.map(|r| r.1),
+        };
+        let findings = Findings::of(&summary, found, &watermark, last_with_data);
         let decision = decide(&findings);
         if let Decision::Refuse(why) = decision {
             return Err(refusal(why, &findings));
+        }
+        if let Prepared::NotEmpty(issue) = prepared {
+            return Err(Error::Damaged {
+                issue,
+                status: summary.status,
+            });
         }
         make_read_durable(&mut store, &[checkpoint, mark], range)?;
         let mut writer = Self {
@@ -498,11 +529,28 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             ledger: None,
         };
         let mut sealed_tail = None;
+        let mut sealed_late = 0u32;
+        let mut prepared_removed = 0u32;
         if let Some(tail) = summary.tail {
             writer.next_index = tail
                 .segment
                 .checked_add(1)
                 .ok_or(Error::SegmentIndexExhausted)?;
+            // Segments the C++ recorder rotated away from before sealing them: sealed now,
+            // before anything goes after them.
+            if let Some(first) = summary.late_sealed {
+                for index in first..tail.segment {
+                    sealed_late += u32::from(writer.seal_late(index)?);
+                }
+            }
+            // The prepared ones after the tail go, the last first, so that a crash
+            // midway leaves no gap; appending creates its segments anew.
+            if let (Prepared::All { after }, Some((_, last))) = (prepared, range) {
+                for index in (after + 1..=last).rev() {
+                    writer.store.remove_segment(index)?;
+                    prepared_removed += 1;
+                }
+            }
             match decision {
                 Decision::Resume => {
                     let device =
@@ -541,6 +589,11 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             // crash before the first seal can still be told from damage.
             writer.write_checkpoint(CheckpointKind::Sealed, 0, 0, 0)?;
         }
+        // The segments present now: the prepared ones are gone.
+        let range = match (prepared, range) {
+            (Prepared::All { after }, Some((first, _))) => Some((first, after)),
+            (_, range) => range,
+        };
         writer.ledger = writer.build_ledger(range)?;
         let recovery = Recovery {
             summary,
@@ -549,8 +602,70 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             mark,
             watermark,
             sealed_tail,
+            sealed_late,
+            prepared_removed,
         };
         Ok((writer, recovery))
+    }
+
+    /// Seals segment `index` if its header is still open: a full segment the C++
+    /// recorder rotated away from and never sealed (replay accepted it because every
+    /// slot holds a valid block). Its blocks are verified again for the totals, so the
+    /// sealed header vouches only for what it reads now. Returns whether it sealed.
+    fn seal_late(&mut self, index: u32) -> Result<bool, Error<S::Error>> {
+        let mut device = self
+            .store
+            .open_segment(index)?
+            .ok_or(Error::SegmentVanished { segment: index })?;
+        if device.len_bytes() < SEGMENT_HEADER_SIZE_BYTES as u64 {
+            return Err(Error::LogicBug("a late-sealed segment lost its header"));
+        }
+        let mut raw = [0u8; SEGMENT_HEADER_SIZE_BYTES];
+        device.read_exact_at(0, &mut raw)?;
+        let header = SegmentHeader::read_from(&raw);
+        match header.check(index) {
+            Ok(HeaderState::Open) => {}
+            Ok(HeaderState::Sealed(_)) => return Ok(false),
+            Err(_) => return Err(Error::LogicBug("a late-sealed segment's header changed")),
+        }
+        let slots = slots_in(device.len_bytes());
+        let mut block = Block::EMPTY;
+        let mut totals = SealedTotals::EMPTY;
+        // Bounded by the segment's slots.
+        for slot in 0..slots {
+            device.read_exact_at(block_offset_bytes(slot), block.as_mut_bytes())?;
+            let checked = block.verify(slot, totals.last_chained_checksum, totals.last_event_id);
+            if let Err(reason) = checked {
+                return Err(Error::Damaged {
+                    issue: crate::issue::Issue {
+                        segment: index,
+                        block: Some(slot),
+                        offset_bytes: block_offset_bytes(slot),
+                        reason,
+                    },
+                    status: crate::issue::Status::Corrupt,
+                });
+            }
+            let h = block.header;
+            if totals.block_count == 0 {
+                totals.first_event_id = h.first_event_id();
+            }
+            totals.block_count += 1;
+            totals.event_count = totals
+                .event_count
+                .saturating_add(u32::from(h.event_count()));
+            totals.last_event_id = h.last_event_id();
+            totals.last_chained_checksum = h.chained_checksum();
+        }
+        let sealed = header.sealed(&totals, self.clock.now_ns());
+        if !matches!(sealed.check(index), Ok(HeaderState::Sealed(_))) {
+            return Err(Error::LogicBug("the late sealed header does not verify"));
+        }
+        device.write_all_at(0, sealed.as_bytes())?;
+        device.sync()?;
+        drop(device);
+        self.store.segment_sealed(index)?;
+        Ok(true)
     }
 
     /// Seals the open last segment `tail` where its valid blocks end, leaving the slots
@@ -971,6 +1086,62 @@ fn make_read_durable<S: SegmentStore>(
     }
     store.sync_metadata()?;
     Ok(())
+}
+
+/// What the segments after the tail are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Prepared {
+    /// There are none.
+    None,
+    /// All of them are open, empty and blank (prepared ahead of need): the log ends
+    /// with segment `after`.
+    All {
+        /// The tail's segment.
+        after: u32,
+    },
+    /// Not all: the first one that is not, where.
+    NotPrepared,
+    /// One is open and holds no valid block, but holds bytes (here): never removed.
+    NotEmpty(crate::issue::Issue),
+}
+
+/// Whether every segment after `tail` (up to the last in `range`) is open and entirely
+/// blank after its header: what the C++ recorder's preparer leaves. Reads them whole;
+/// there are a few at most.
+fn prepared_after<S: SegmentStore>(
+    store: &mut S,
+    tail: Option<u32>,
+    range: Option<(u32, u32)>,
+) -> Result<Prepared, Error<S::Error>> {
+    let (Some(tail), Some((_, last))) = (tail, range) else {
+        return Ok(Prepared::None);
+    };
+    if tail >= last {
+        return Ok(Prepared::None);
+    }
+    // Bounded by the segments present after the tail.
+    for index in tail + 1..=last {
+        let Some(mut device) = store.open_segment(index)? else {
+            return Ok(Prepared::NotPrepared);
+        };
+        if device.len_bytes() < SEGMENT_HEADER_SIZE_BYTES as u64 {
+            return Ok(Prepared::NotPrepared);
+        }
+        let mut raw = [0u8; SEGMENT_HEADER_SIZE_BYTES];
+        device.read_exact_at(0, &mut raw)?;
+        if SegmentHeader::read_from(&raw).check(index) != Ok(HeaderState::Open) {
+            return Ok(Prepared::NotPrepared);
+        }
+        if let Some(bytes) = set_aside_after(&mut device, 0)? {
+            return Ok(Prepared::NotEmpty(crate::issue::Issue {
+                segment: index,
+                block: Some(bytes.first_slot),
+                offset_bytes: block_offset_bytes(bytes.first_slot),
+                reason: crate::issue::Reason::PreparedSegmentNotEmpty,
+            }));
+        }
+    }
+    Ok(Prepared::All { after: tail })
 }
 
 /// The error for a refused recovery.
@@ -1417,6 +1588,28 @@ mod tests {
         ));
         fail_writes.store(false, Ordering::Relaxed);
         assert_eq!(w.append(&reference_event(257)), Err(Error::Poisoned));
+    }
+
+    #[test]
+    fn segments_the_cpp_reader_misreads_need_to_be_allowed() {
+        let large = WriterConfig::with_blocks(CPP_READER_BLOCKS_MAX + 1);
+        assert_eq!(
+            WalWriter::open(MemStore::new(), ticking_clock(), large).err(),
+            Some(Error::InvalidConfig(LARGE_SEGMENTS_REFUSED))
+        );
+        assert!(
+            WalWriter::open(
+                MemStore::new(),
+                ticking_clock(),
+                WriterConfig::with_blocks(CPP_READER_BLOCKS_MAX)
+            )
+            .is_ok()
+        );
+        let allowed = WriterConfig {
+            allow_large_segments: true,
+            ..large
+        };
+        assert!(WalWriter::open(MemStore::new(), ticking_clock(), allowed).is_ok());
     }
 
     #[test]
@@ -1929,6 +2122,114 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Turns segment `index` of `store` into what the C++ recorder leaves when it
+    /// rotated away from it before its maintainer sealed it: the same blocks, an open
+    /// header.
+    fn unseal(store: &mut MemStore, index: u32) {
+        let open = SegmentHeader::new_open(index, 5);
+        store
+            .with_bytes_mut(index, |b| b[..64].copy_from_slice(open.as_bytes()))
+            .unwrap();
+    }
+
+    /// Adds `count` empty open segments after the last of `store`, as the C++
+    /// recorder's preparer leaves them (first byte zeroed).
+    fn prepare(store: &mut MemStore, count: u32) {
+        let last = store.indices().last().copied().unwrap_or(0);
+        for index in last + 1..=last + count {
+            let mut image = std::vec![0u8; segment_size_bytes(16) as usize];
+            image[..64].copy_from_slice(SegmentHeader::new_open(index, 9).as_bytes());
+            image[0] = 0;
+            store.insert_image(index, image);
+        }
+    }
+
+    #[test]
+    fn a_segment_sealed_late_is_sealed_before_the_log_goes_on() {
+        let original = reference_log(10_000, 16, true);
+        let mut store = copy_of(&original);
+        unseal(&mut store, 1);
+        let (mut w, rec) = open(store);
+        assert_eq!(
+            (rec.summary.status, rec.summary.late_sealed, rec.sealed_late),
+            (Status::Ok, Some(1), 1)
+        );
+        let Ok(HeaderState::Sealed(totals)) = header(w.store(), 1).check(1) else {
+            panic!("segment 1 is sealed again");
+        };
+        let Ok(HeaderState::Sealed(want)) = header(&original, 1).check(1) else {
+            panic!("sealed");
+        };
+        assert_eq!(
+            totals, want,
+            "the totals the C++ maintainer would have written"
+        );
+        for i in 10_001..=10_500 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.close().unwrap();
+        let mut store = w.into_store();
+        let r = replay(&mut store, Mode::Strict, None);
+        assert_eq!((r.ids, r.summary.status), (ids(1..=10_500), Status::Ok));
+        assert_eq!(r.summary.late_sealed, None);
+    }
+
+    #[test]
+    fn prepared_segments_after_the_end_are_removed_and_the_tail_goes_on() {
+        // Segment 1 open with events 4097..=5000, then three prepared segments.
+        let mut store = write_events((1..=5000).map(reference_event), 16, Some(5000), false);
+        prepare(&mut store, 3);
+        assert_eq!(store.indices(), [0, 1, 2, 3, 4]);
+        let (mut w, rec) = open(store);
+        assert_eq!(rec.prepared_removed, 3);
+        assert_eq!(w.store().indices(), [0, 1], "nothing held an event");
+        assert_eq!((w.active_segment(), w.last_event_id()), (Some(1), 5000));
+        for i in 5001..=9000 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.close().unwrap();
+        let mut store = w.into_store();
+        let r = replay(&mut store, Mode::Strict, None);
+        assert_eq!((r.ids, r.summary.status), (ids(1..=9000), Status::Ok));
+        // After a sealed segment, the first prepared one is where appending goes on.
+        let mut store = reference_log(4096, 16, true);
+        prepare(&mut store, 3);
+        let (mut w, rec) = open(store);
+        assert_eq!((rec.prepared_removed, w.active_segment()), (2, Some(1)));
+        w.append(&reference_event(4097)).unwrap();
+        w.close().unwrap();
+        let mut store = w.into_store();
+        assert_eq!(store.indices(), [0, 1]);
+        let s1 = header(&store, 1);
+        assert_eq!(
+            s1.magic(),
+            crate::segment_header::SEGMENT_MAGIC,
+            "its magic back"
+        );
+        let r = replay(&mut store, Mode::Strict, None);
+        assert_eq!((r.ids, r.summary.status), (ids(1..=4097), Status::Ok));
+    }
+
+    #[test]
+    fn a_prepared_segment_holding_bytes_is_never_removed() {
+        let mut store = write_events((1..=5000).map(reference_event), 16, Some(5000), false);
+        prepare(&mut store, 2);
+        store
+            .with_bytes_mut(3, |b| b[block_offset_bytes(7) as usize + 100] = 1)
+            .unwrap();
+        let before = images(&store);
+        let Err(Error::Damaged { issue, .. }) =
+            WalWriter::open(store.clone(), ticking_clock(), SMALL)
+        else {
+            panic!("a prepared segment with bytes in it was accepted");
+        };
+        assert_eq!(
+            (issue.segment, issue.block, issue.reason),
+            (3, Some(7), Reason::PreparedSegmentNotEmpty)
+        );
+        assert_eq!(images(&store), before, "nothing changed");
     }
 
     #[test]

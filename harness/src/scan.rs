@@ -40,6 +40,10 @@ pub const MIN_BLOCKS: usize = 16;
 pub const MAX_BLOCKS: usize = 524_288;
 /// The segment header's magic, `0x4653` ("FS"; on disk the bytes `53 46`).
 pub const MAGIC: u16 = 0x4653;
+/// The magic of an open header the C++ recorder's preparer touched (a zero written at
+/// the first byte of every page: on disk the bytes `00 46`). FORMAT-v1.md: "Such a
+/// header is an open header."
+pub const PREPARED_MAGIC: u16 = 0x4600;
 /// The format version this module reads.
 pub const VERSION: u8 = 1;
 
@@ -808,10 +812,11 @@ pub fn check_segment_header(segment: &[u8], index: u32) -> Result<SegmentHeader,
         ));
     };
     let header = SegmentHeader::decode(h);
-    if header.magic != MAGIC {
+    // The prepared magic only on an unfinalized header (checksum 0).
+    if header.magic != MAGIC && !(header.magic == PREPARED_MAGIC && !header.is_sealed()) {
         return Err(Violation::found(
             0,
-            "magic is 0x4653 (bytes 53 46)",
+            "magic is 0x4653 (bytes 53 46), or 0x4600 (bytes 00 46) on an unfinalized header the C++ preparer touched",
             format!("bytes {:02x} {:02x}", h[0], h[1]),
         ));
     }
@@ -1095,23 +1100,28 @@ impl Scan {
     }
 
     /// Reads the blocks of an open segment up to its first blank slot (or a hole), then
-    /// its trailing partial slot if every whole slot was read.
-    fn open(&mut self, index: u32, segment: &[u8]) -> Result<(), Stop> {
+    /// its trailing partial slot if every whole slot was read; returns how many blocks
+    /// it accepted. `gap`, when given, is an earlier open segment that had to be the last
+    /// one (see [`valid_prefix`]): a valid block here ends the prefix there instead.
+    fn open(&mut self, index: u32, segment: &[u8], gap: Option<u32>) -> Result<usize, Stop> {
         let whole = whole_slots(segment.len());
         let mut prev_chained = 0u64;
         for k in 0..whole {
             let off = SEGMENT_HEADER_SIZE + k * BLOCK_SIZE;
             if is_zero(&segment[off..off + BLOCK_SIZE]) {
-                return self.after_blank(index, segment, k, whole);
+                return self.after_blank(index, segment, k, whole).map(|()| k);
             }
             let block = check_block(segment, k, self.last_id, prev_chained)
                 .map_err(|v| Stop::at(index, wide(off), &v))?;
+            if let Some(earlier) = gap {
+                return Err(gap_stop(earlier, index));
+            }
             self.accept(index, segment, k, &block);
             prev_chained = block.chained_checksum;
         }
         let rest = SEGMENT_HEADER_SIZE + whole * BLOCK_SIZE;
         match segment.get(rest..).and_then(first_nonzero) {
-            None => Ok(()),
+            None => Ok(whole),
             Some(i) => {
                 let v = Violation::found(
                     wide(rest + i),
@@ -1148,6 +1158,17 @@ impl Scan {
     }
 }
 
+/// The stop for segment `later` holding data after the open segment `earlier`, which had
+/// to be the last one with data.
+fn gap_stop(earlier: u32, later: u32) -> Stop {
+    let v = Violation::found(
+        48,
+        "an unfinalized segment followed by later segments has every block slot holding a valid block (sealed late), or only empty unfinalized segments after it (prepared ahead)",
+        format!("segment {earlier} unfinalized and not full, segment {later} holds data"),
+    );
+    Stop::at(earlier, 0, &v)
+}
+
 /// The valid prefix of the log whose segments are `segments` (segment index → the whole
 /// segment file), following fswal's strict replay: segments are walked from the smallest
 /// index present to the largest, a missing index in between ends the prefix; each segment
@@ -1155,7 +1176,12 @@ impl Scan {
 /// blocks must all be valid ([`check_block`]) and add up to its header's totals
 /// ([`check_sealed_totals`]); an open segment's blocks are read up to its first blank slot
 /// (a blank slot followed by a valid block with newer ids is a hole and ends the prefix; a
-/// non-zero trailing partial slot ends it too), and an open segment must be the last one.
+/// non-zero trailing partial slot ends it too). An open segment followed by later
+/// segments is valid when every whole block slot of it holds a valid block (the C++
+/// recorder seals late); otherwise everything after it must be empty open segments
+/// (prepared ahead of need, FORMAT-v1.md), and a later segment that is sealed or holds a
+/// valid block ends the prefix at the open one. Empty open segments after the last one
+/// with data are not where a writer goes on: the tail stays before them.
 ///
 /// Never panics, whatever the bytes; the work is linear in the total input size.
 #[must_use]
@@ -1166,6 +1192,8 @@ pub fn valid_prefix(segments: &BTreeMap<u32, Vec<u8>>) -> Prefix {
     };
     let largest = segments.keys().next_back().copied().unwrap_or(0);
     let mut previous: Option<u32> = None;
+    // An open segment, not full, that only empty open segments may follow.
+    let mut must_be_last: Option<u32> = None;
     for (&index, segment) in segments {
         if let Some(p) = previous {
             // p < index, so p + 1 does not overflow.
@@ -1191,22 +1219,22 @@ pub fn valid_prefix(segments: &BTreeMap<u32, Vec<u8>>) -> Prefix {
                 return scan.prefix;
             }
         };
-        scan.prefix.tail = Some((index, 0));
-        scan.prefix.tail_sealed = header.is_sealed();
+        if must_be_last.is_none() {
+            scan.prefix.tail = Some((index, 0));
+            scan.prefix.tail_sealed = header.is_sealed();
+        }
 
         let result = if header.is_sealed() {
-            scan.sealed(index, segment, &header)
+            match must_be_last {
+                Some(earlier) => Err(gap_stop(earlier, index)),
+                None => scan.sealed(index, segment, &header),
+            }
         } else {
-            scan.open(index, segment).and_then(|()| {
-                if index == largest {
-                    Ok(())
-                } else {
-                    let v = Violation::found(
-                        48,
-                        "only the last segment present may be unfinalized (checksum 0)",
-                        format!("segment {index} unfinalized, segment {largest} present"),
-                    );
-                    Err(Stop::at(index, 0, &v))
+            scan.open(index, segment, must_be_last).map(|accepted| {
+                let whole = whole_slots(segment.len());
+                let full = whole > 0 && accepted == whole;
+                if index != largest && !full && must_be_last.is_none() {
+                    must_be_last = Some(index);
                 }
             })
         };
@@ -1895,11 +1923,57 @@ mod tests {
             (1, segment(1, 3, &[9..=12], true)),
         ]);
         let p = valid_prefix(&log);
-        assert_stop(&p, 0, 0, "only the last segment present may be unfinalized");
+        assert_stop(&p, 0, 0, "or only empty unfinalized segments after it");
         assert_eq!(
             (p.event_ids, p.tail, p.tail_sealed),
             (ids(1..=8), Some((0, 2)), false)
         );
+    }
+
+    #[test]
+    fn scan_late_sealed_and_prepared_segments() {
+        // Sealed late: segment 0 open and full, segment 1 goes on.
+        let log = BTreeMap::from([
+            (0, segment(0, 3, &[1..=5, 6..=8, 9..=9], false)),
+            (1, segment(1, 3, &[10..=12], false)),
+        ]);
+        let p = valid_prefix(&log);
+        assert_eq!(p.stop, None);
+        assert_eq!((p.event_ids, p.tail), (ids(1..=12), Some((1, 1))));
+        // Prepared ahead: empty open segments, one with its first byte zeroed, after the
+        // last one with data. The tail stays with the data.
+        let mut touched = segment(2, 3, &[], false);
+        touched[0] = 0;
+        let log = BTreeMap::from([
+            (0, segment(0, 3, &[1..=5], false)),
+            (1, segment(1, 3, &[], false)),
+            (2, touched.clone()),
+        ]);
+        let p = valid_prefix(&log);
+        assert_eq!(p.stop, None);
+        assert_eq!(
+            (p.event_ids, p.tail, p.tail_sealed),
+            (ids(1..=5), Some((0, 1)), false)
+        );
+        // An empty open segment before one with data, or before a sealed one: a gap.
+        for later in [
+            segment(2, 3, &[6..=7], false),
+            segment(2, 3, &[6..=7], true),
+        ] {
+            let log = BTreeMap::from([
+                (0, segment(0, 3, &[1..=5], true)),
+                (1, segment(1, 3, &[], false)),
+                (2, later),
+            ]);
+            let p = valid_prefix(&log);
+            assert_stop(&p, 1, 0, "prepared ahead");
+            assert_eq!((p.event_ids, p.tail), (ids(1..=5), Some((1, 0))));
+        }
+        // The touched magic on a sealed header is no header.
+        let mut sealed = segment(0, 3, &[1..=5], true);
+        sealed[0] = 0;
+        let p = valid_prefix(&BTreeMap::from([(0, sealed)]));
+        assert_stop(&p, 0, 0, "magic is 0x4653");
     }
 
     #[test]

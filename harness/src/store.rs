@@ -14,6 +14,7 @@ use fswal_backends::lz4::MAGIC as LZ4_MAGIC;
 use fswal_backends::mmap::MmapDevice;
 use fswal_backends::raw::RawStore;
 use fswal_core::checkpoint::{CHECKPOINT_SIZE_BYTES, CheckpointKind};
+use fswal_core::cpp_meta::CppMeta;
 use fswal_core::segment_header::SEGMENT_MAGIC;
 use fswal_core::{BlockDevice, Issue, Reason, SegmentStore};
 
@@ -214,6 +215,32 @@ impl AnyStore {
             Self::Mmap(s) => dir_watermark_records(s.path()),
             Self::Direct(s) => dir_watermark_records(s.path()),
         }
+    }
+
+    /// What the C++ recorder's meta file of a WAL directory says (a hint only), when it
+    /// has one.
+    pub fn cpp_meta(&self) -> Result<Option<CppMeta>, FileError> {
+        match self {
+            Self::Raw(_) => Ok(None),
+            Self::File(s) => s.cpp_meta(),
+            Self::Mmap(s) => s.cpp_meta(),
+            Self::Direct(s) => s.cpp_meta(),
+        }
+    }
+
+    /// The line that notes what the C++ recorder's meta file says, when the log's valid
+    /// prefix ends before the event it names (it is only a hint: nothing is refused or
+    /// changed because of it), or `None`.
+    pub fn cpp_meta_note(&self, last_event_id: u64) -> Result<Option<String>, FileError> {
+        let Some(meta) = self.cpp_meta()? else {
+            return Ok(None);
+        };
+        Ok((meta.last_event_id > last_event_id).then(|| {
+            format!(
+                "note: the C++ recorder's wal_meta.dat names event {} (segment {}, offset {}), past the log's valid end at event {last_event_id}; it is a hint, never trusted over the segments",
+                meta.last_event_id, meta.segment_index, meta.offset_bytes
+            )
+        }))
     }
 
     /// The command that salvages this log into a new one.

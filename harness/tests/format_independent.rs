@@ -685,6 +685,50 @@ fn matches_the_cpp_recorder_vectors() {
 }
 
 #[test]
+fn record_resume_continues_the_cpp_recorders_directories_by_the_format() {
+    // Issue 10: each directory the C++ recorder leaves, continued by `fswal record
+    // --resume`, is a WAL every segment of which follows FORMAT-v1.md exactly.
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
+    for (name, events) in [
+        ("flashstrike-ref-3seg", 10_000u64),
+        ("flashstrike-mgr-crash", 10_496),
+        ("flashstrike-unsealed-rotated", 10_256),
+    ] {
+        let vector = base.join(name);
+        if !vector.is_dir() {
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("skipping: {} absent\n", vector.display()),
+            );
+            continue;
+        }
+        let copy = copy_wal(&vector);
+        let dir = copy.path();
+        let out = fswal(&[
+            "record",
+            "--dir",
+            dir.to_str().expect("utf-8"),
+            "--resume",
+            "--events",
+            "1000",
+            "--blocks-per-segment",
+            "16",
+        ]);
+        assert!(
+            out.status.success(),
+            "{name}: record --resume: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report = check_wal(dir);
+        assert_eq!(
+            report.ids,
+            (1..=events + 1000).collect::<Vec<u64>>(),
+            "{name}: the old events, then the new ones"
+        );
+    }
+}
+
+#[test]
 fn partial_blocks_and_start_id() {
     let tmp = tempfile::tempdir().expect("create a tempdir");
     let dir = tmp.path().join("wal");

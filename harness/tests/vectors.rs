@@ -1,8 +1,10 @@
 //! Guards the byte-for-byte compatibility with the FlashStrike C++ recorder: its
 //! segments (`../shared/vectors/flashstrike-ref-3seg`) must replay with every field of
-//! all 10000 events as the reference stream defines it, and fswal must recover the
-//! blocks of a C++ segment whose header was never finalized, which the C++ recorder
-//! itself drops.
+//! all 10000 events as the reference stream defines it, fswal must recover the blocks of
+//! a C++ segment whose header was never finalized, which the C++ recorder itself drops,
+//! and the directories its Manager leaves after a crash (prepared segments, a segment
+//! sealed late) must read strictly with the counts `vectors/README.md` gives and be
+//! continued by the library's open for append.
 
 use std::fs;
 use std::io::Write;
@@ -14,8 +16,14 @@ use fswal_core::{
 };
 
 fn vectors() -> Option<PathBuf> {
-    let dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/flashstrike-ref-3seg");
+    vector("flashstrike-ref-3seg")
+}
+
+/// The vector directory `name`, or `None` (saying so) when the folder is absent.
+fn vector(name: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/vectors")
+        .join(name);
     if dir.is_dir() {
         Some(dir)
     } else {
@@ -159,4 +167,94 @@ fn an_unfinalized_cpp_segment_is_recovered_not_dropped() {
         s.segments, 3,
         "the 300 events fit in segment 2's free slots"
     );
+}
+
+/// The directories the C++ recorder's Manager leaves, with what vectors/README.md says
+/// strict replay must give: the events (ids 1..=n) and whether the last segment is open.
+const MANAGER_STATES: [(&str, u64); 2] = [
+    ("flashstrike-mgr-crash", 10_496),
+    ("flashstrike-unsealed-rotated", 10_256),
+];
+
+/// Replays `dir` in `mode`, returning the events and the summary.
+fn replay_in(dir: &Path, mode: Mode) -> (Vec<Event>, fswal_core::Summary) {
+    let mut r = Replay::new(DirStore::open_read_only(dir).expect("open"), mode);
+    let mut events = Vec::new();
+    while let Some(step) = r.step().expect("replay") {
+        if let Step::Block(b) = step {
+            events.extend(b.events.iter().map(|e| e.decode().expect("valid event")));
+        }
+    }
+    (events, *r.summary())
+}
+
+#[test]
+fn the_manager_crash_states_read_strictly_as_their_readme_says() {
+    for (name, n) in MANAGER_STATES {
+        let Some(dir) = vector(name) else { continue };
+        let (events, s) = replay_in(&dir, Mode::Strict);
+        assert_eq!((s.status, s.events), (Status::Ok, n), "{name}");
+        assert!(s.open_segment, "{name}: its last segment is open");
+        assert_eq!(events.len() as u64, n, "{name}");
+        for (i, e) in (1..).zip(&events) {
+            assert_eq!(*e, expected(i), "{name}: event {i}");
+        }
+        // Nothing in them is damage: diagnostic mode salvages exactly the same.
+        let (salvaged, d) = replay_in(&dir, Mode::Diagnostic);
+        assert_eq!(
+            (d.status, d.issues, salvaged),
+            (Status::Ok, 0, events),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_manager_crash_states_are_continued_after_their_last_event() {
+    for (name, n) in MANAGER_STATES {
+        let Some(dir) = vector(name) else { continue };
+        let tmp = copy_dir(&dir);
+        let store = DirStore::open_for_append(tmp.path()).expect("open for append");
+        let (mut w, rec) =
+            WalWriter::open(store, || 7, WriterConfig::with_blocks(16)).expect("recover");
+        assert_eq!(
+            (rec.summary.status, w.last_event_id()),
+            (Status::Ok, n),
+            "{name}"
+        );
+        for i in n + 1..=n + 5000 {
+            w.append(&fswal_core::RequestEvent::from(expected(i)))
+                .expect("append");
+        }
+        w.close().expect("close");
+        drop(w);
+        let (events, s) = replay_in(tmp.path(), Mode::Strict);
+        assert_eq!(
+            (s.status, events.len() as u64),
+            (Status::Ok, n + 5000),
+            "{name}"
+        );
+        for (i, e) in (1..).zip(&events) {
+            assert_eq!(*e, expected(i), "{name}: event {i}");
+        }
+        assert!(!s.open_segment, "{name}: sealed on close");
+        assert_eq!(
+            s.late_sealed, None,
+            "{name}: no segment left open behind another"
+        );
+        // No segment that held an event was removed: the C++ segments are all there.
+        for entry in fs::read_dir(&dir).expect("list") {
+            let entry = entry.expect("entry");
+            let name_of = entry.file_name();
+            let held_events = fs::read(entry.path())
+                .map(|b| b.len() > 64 + 16_448 && b[64..64 + 16_448].iter().any(|&x| x != 0))
+                .unwrap_or(false);
+            if held_events {
+                assert!(
+                    tmp.path().join(&name_of).exists(),
+                    "{name}: {name_of:?} kept"
+                );
+            }
+        }
+    }
 }

@@ -21,7 +21,7 @@ use fswal_core::reference::reference_event;
 use fswal_core::{Mode, Replay, Status, Step, WalWriter, WriterConfig};
 
 use crate::clock::wall_clock_ns;
-use crate::cmd::record::recovery_line;
+use crate::cmd::record::recovery_lines;
 use crate::error::CliError;
 use crate::store::AnyStore;
 
@@ -201,7 +201,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     if let Some(issue) = &s.first_issue {
         println!("         stopped at {}", writer.store().issue_line(issue));
     }
-    if let Some(line) = recovery_line(writer.store(), &recovery) {
+    for line in recovery_lines(writer.store(), &recovery) {
         println!("         {line}");
     }
     println!(

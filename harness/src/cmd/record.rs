@@ -19,10 +19,12 @@ use clap::Args;
 use fswal_backends::dir::{DirStore, SegmentDir};
 use fswal_backends::raw::RawStore;
 use fswal_core::limits::BLOCK_EVENTS_MAX;
-use fswal_core::limits::{SEGMENT_BLOCKS_DEFAULT, SEGMENT_BLOCKS_MAX, SEGMENT_BLOCKS_MIN};
+use fswal_core::limits::{
+    CPP_READER_BLOCKS_MAX, SEGMENT_BLOCKS_DEFAULT, SEGMENT_BLOCKS_MAX, SEGMENT_BLOCKS_MIN,
+};
 use fswal_core::recovery::SealReason;
 use fswal_core::reference::reference_event;
-use fswal_core::writer::{OpenScan, Recovery, Retention};
+use fswal_core::writer::{LARGE_SEGMENTS_REFUSED, OpenScan, Recovery, Retention};
 use fswal_core::{WalWriter, WriterConfig};
 
 use crate::clock::wall_clock_ns;
@@ -83,12 +85,43 @@ pub struct RecordArgs {
     /// recovery then knows the durable watermark only as of the last sealed segment).
     #[arg(long)]
     pub no_sync_marks: bool,
+    /// Allow segments of more than 261120 block slots (over 4 GiB): the C++ recorder's
+    /// reader misreads them, so only for a log it will never read.
+    #[arg(long)]
+    pub allow_large_segments: bool,
 }
 
-/// The line recovery prints when it sealed the open last segment early, or `None`
-/// when it did not.
+/// The lines recovery prints about what it did: segments the C++ recorder left open
+/// behind later ones and recovery sealed, prepared segments it removed, the open last
+/// segment it sealed early. None when it changed nothing.
 #[must_use]
-pub fn recovery_line(store: &AnyStore, recovery: &Recovery) -> Option<String> {
+pub fn recovery_lines(store: &AnyStore, recovery: &Recovery) -> Vec<String> {
+    let mut lines = Vec::new();
+    if recovery.sealed_late > 0 {
+        lines.push(format!(
+            "recovered: sealed {} segment(s) from {} on that were left open after the writer rotated past them (sealed late, as the C++ recorder does); every block of them verified",
+            recovery.sealed_late,
+            recovery
+                .summary
+                .late_sealed
+                .map(|i| store.segment_file(i).display().to_string())
+                .unwrap_or_default()
+        ));
+    }
+    if recovery.prepared_removed > 0 {
+        let after = recovery.summary.tail.map_or(0, |t| t.segment);
+        lines.push(format!(
+            "recovered: removed {} empty segment(s) prepared ahead of need after {} (they held nothing); new segments are created as needed",
+            recovery.prepared_removed,
+            store.segment_file(after).display()
+        ));
+    }
+    lines.extend(sealed_tail_line(store, recovery));
+    lines
+}
+
+/// The line about the open last segment, when recovery sealed it early.
+fn sealed_tail_line(store: &AnyStore, recovery: &Recovery) -> Option<String> {
     let t = recovery.sealed_tail?;
     let file = store.segment_file(t.segment);
     let at = fswal_core::limits::block_offset_bytes(t.block_count);
@@ -145,6 +178,12 @@ pub fn recovery_line(store: &AnyStore, recovery: &Recovery) -> Option<String> {
 /// get.
 fn open_store(args: &RecordArgs) -> Result<(AnyStore, u32), CliError> {
     let blocks = args.blocks_per_segment.unwrap_or(SEGMENT_BLOCKS_DEFAULT);
+    // Refused before anything is created or formatted.
+    if blocks > CPP_READER_BLOCKS_MAX && !args.allow_large_segments {
+        return Err(CliError::new(format!(
+            "--blocks-per-segment {blocks}: {LARGE_SEGMENTS_REFUSED}"
+        )));
+    }
     if let Some(device) = &args.device {
         let (store, formatted) =
             RawStore::open_or_format(device, blocks, wall_clock_ns(), args.dsync)?;
@@ -218,13 +257,17 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
             OpenScan::Full
         },
         sync_marks: !args.no_sync_marks,
+        allow_large_segments: args.allow_large_segments,
     };
     let (mut writer, recovery) = match WalWriter::open(store, wall_clock_ns, config) {
         Ok(opened) => opened,
         Err(e) => return Err(CliError::from_core(&view(args)?, e)),
     };
-    if let Some(line) = recovery_line(writer.store(), &recovery) {
+    for line in recovery_lines(writer.store(), &recovery) {
         eprintln!("fswal: {line}");
+    }
+    if let Some(note) = writer.store().cpp_meta_note(writer.last_event_id())? {
+        eprintln!("fswal: {note}");
     }
     let start_id = if args.resume {
         writer.last_event_id().saturating_add(1)

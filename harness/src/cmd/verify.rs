@@ -112,6 +112,15 @@ struct JsonReport {
     open_segment: bool,
     issues: Vec<JsonIssue>,
     issues_total: u64,
+    /// What the C++ recorder's `wal_meta.dat` says, when there is one: a hint only.
+    cpp_meta: Option<JsonCppMeta>,
+}
+
+#[derive(Serialize)]
+struct JsonCppMeta {
+    segment: u32,
+    offset: u32,
+    last_event_id: u64,
 }
 
 /// Runs `fswal verify`.
@@ -147,11 +156,20 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
                 })
                 .collect(),
             issues_total: s.issues,
+            cpp_meta: source.store.cpp_meta()?.map(|m| JsonCppMeta {
+                segment: m.segment_index,
+                offset: m.offset_bytes,
+                last_event_id: m.last_event_id,
+            }),
         };
         let json = serde_json::to_string(&report).map_err(|e| CliError::new(e.to_string()))?;
         writeln!(out, "{json}")
     } else {
-        write_text(&mut out, &source, &v)
+        let note = source.store.cpp_meta_note(s.last_event_id.unwrap_or(0))?;
+        write_text(&mut out, &source, &v).and_then(|()| match note {
+            Some(note) => writeln!(out, "{note}"),
+            None => Ok(()),
+        })
     };
     printed.map_err(|e| CliError::new(format!("stdout: {e}")))?;
     Ok(if s.status == Status::Ok {
