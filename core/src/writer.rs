@@ -501,7 +501,7 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
         // need) hold nothing: the log ends at the tail.
         let prepared = prepared_after(&mut store, summary.tail.map(|t| t.segment), range)?;
         let last_with_data = match (prepared, range) {
-            (Prepared::All { after }, _) => Some(after),
+            (AfterTail::Prepared { after }, _) => Some(after),
             (_, range) => range.map(|r| r.1),
         };
         let findings = Findings::of(&summary, found, &watermark, last_with_data);
@@ -509,7 +509,7 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
         if let Decision::Refuse(why) = decision {
             return Err(refusal(why, &findings));
         }
-        if let Prepared::NotEmpty(issue) = prepared {
+        if let AfterTail::NotEmpty(issue) = prepared {
             return Err(Error::Damaged {
                 issue,
                 status: summary.status,
@@ -545,7 +545,7 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             }
             // The prepared ones after the tail go, the last first, so that a crash
             // midway leaves no gap; appending creates its segments anew.
-            if let (Prepared::All { after }, Some((_, last))) = (prepared, range) {
+            if let (AfterTail::Prepared { after }, Some((_, last))) = (prepared, range) {
                 for index in (after + 1..=last).rev() {
                     writer.store.remove_segment(index)?;
                     prepared_removed += 1;
@@ -591,7 +591,7 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
         }
         // The segments present now: the prepared ones are gone.
         let range = match (prepared, range) {
-            (Prepared::All { after }, Some((first, _))) => Some((first, after)),
+            (AfterTail::Prepared { after }, Some((first, _))) => Some((first, after)),
             (_, range) => range,
         };
         writer.ledger = writer.build_ledger(range)?;
@@ -1090,17 +1090,17 @@ fn make_read_durable<S: SegmentStore>(
 
 /// What the segments after the tail are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Prepared {
+enum AfterTail {
     /// There are none.
-    None,
+    Nothing,
     /// All of them are open, empty and blank (prepared ahead of need): the log ends
     /// with segment `after`.
-    All {
+    Prepared {
         /// The tail's segment.
         after: u32,
     },
-    /// Not all: the first one that is not, where.
-    NotPrepared,
+    /// Something else: a sealed segment, a damaged one, one with data.
+    Other,
     /// One is open and holds no valid block, but holds bytes (here): never removed.
     NotEmpty(crate::issue::Issue),
 }
@@ -1112,28 +1112,28 @@ fn prepared_after<S: SegmentStore>(
     store: &mut S,
     tail: Option<u32>,
     range: Option<(u32, u32)>,
-) -> Result<Prepared, Error<S::Error>> {
+) -> Result<AfterTail, Error<S::Error>> {
     let (Some(tail), Some((_, last))) = (tail, range) else {
-        return Ok(Prepared::None);
+        return Ok(AfterTail::Nothing);
     };
     if tail >= last {
-        return Ok(Prepared::None);
+        return Ok(AfterTail::Nothing);
     }
     // Bounded by the segments present after the tail.
     for index in tail + 1..=last {
         let Some(mut device) = store.open_segment(index)? else {
-            return Ok(Prepared::NotPrepared);
+            return Ok(AfterTail::Other);
         };
         if device.len_bytes() < SEGMENT_HEADER_SIZE_BYTES as u64 {
-            return Ok(Prepared::NotPrepared);
+            return Ok(AfterTail::Other);
         }
         let mut raw = [0u8; SEGMENT_HEADER_SIZE_BYTES];
         device.read_exact_at(0, &mut raw)?;
         if SegmentHeader::read_from(&raw).check(index) != Ok(HeaderState::Open) {
-            return Ok(Prepared::NotPrepared);
+            return Ok(AfterTail::Other);
         }
         if let Some(bytes) = set_aside_after(&mut device, 0)? {
-            return Ok(Prepared::NotEmpty(crate::issue::Issue {
+            return Ok(AfterTail::NotEmpty(crate::issue::Issue {
                 segment: index,
                 block: Some(bytes.first_slot),
                 offset_bytes: block_offset_bytes(bytes.first_slot),
@@ -1141,7 +1141,7 @@ fn prepared_after<S: SegmentStore>(
             }));
         }
     }
-    Ok(Prepared::All { after: tail })
+    Ok(AfterTail::Prepared { after: tail })
 }
 
 /// The error for a refused recovery.

@@ -813,7 +813,8 @@ pub fn check_segment_header(segment: &[u8], index: u32) -> Result<SegmentHeader,
     };
     let header = SegmentHeader::decode(h);
     // The prepared magic only on an unfinalized header (checksum 0).
-    if header.magic != MAGIC && !(header.magic == PREPARED_MAGIC && !header.is_sealed()) {
+    let prepared = header.magic == PREPARED_MAGIC && !header.is_sealed();
+    if header.magic != MAGIC && !prepared {
         return Err(Violation::found(
             0,
             "magic is 0x4653 (bytes 53 46), or 0x4600 (bytes 00 46) on an unfinalized header the C++ preparer touched",
