@@ -184,6 +184,13 @@ def verify_seeds(vectors):
         closed3, 255, [[0, 0, region_event(0), 6, 5, (4 << 3) | 2]])
     seeds["sa-open-header-block-count"] = structured(
         open2, 100, [[2, 0, region_segment_header(), 4, (2 << 3) | 2]])
+    # The C++ Manager's crash states: a segment sealed late (open and full, then more),
+    # the last segment open and touched by its preparer, prepared segments after it.
+    seeds["sa-cpp-late-sealed"] = structured(closed3, 255, [[8, 1]])
+    seeds["sa-cpp-touched-last-open"] = structured(closed3, 255, [[10, 2]])
+    seeds["sa-cpp-prepared-after-open"] = structured(open2, 120, [[11, 1, 2, 1]])
+    seeds["sa-cpp-prepared-after-sealed"] = structured(closed3, 255, [[11, 2, 0, 0]])
+    seeds["sa-cpp-gap-before-data"] = structured(closed3, 255, [[10, 0], [11, 1, 1, 1]])
     seeds["sa-huge-ids-two-mutations"] = structured(
         plan(3, 4, True, 3), 255,
         [[3, 2, region_event(0), 0, 0, 4, region_event(0), 0, 1],

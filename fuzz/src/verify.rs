@@ -329,7 +329,7 @@ fn pick_value(input: &mut Input<'_>, current: u64, width: usize, seg: &[u8]) -> 
 
 /// One mutation, described by the input:
 ///
-/// | kind (`b % 9`) | what |
+/// | kind (`b % 12`) | what |
 /// |---|---|
 /// | 0, 1, 2, 3 | set a u8, u16, u32 or u64 at a picked offset to a picked value |
 /// | 4 | swap two events of a block |
@@ -338,13 +338,15 @@ fn pick_value(input: &mut Input<'_>, current: u64, width: usize, seg: &[u8]) -> 
 /// | 7 | zero a range (1 byte to two blocks) |
 /// | 8 | turn a sealed segment header into an open one (as a crash before sealing leaves it) |
 /// | 9 | extend a segment (1 byte to two blocks) with zeros or with a repeated byte |
+/// | 10 | what the C++ recorder's preparer leaves: the segment's header opened and its first byte zeroed (magic `0x4600`) |
+/// | 11 | append 1 to 3 segments the C++ preparer made ahead of need after the last one: as long as the picked segment, an open header (its first byte zeroed if the next byte is odd), zeros after it |
 pub fn mutate(log: &mut BTreeMap<u32, Vec<u8>>, input: &mut Input<'_>) {
     const LENS: [usize; 8] = [1, 8, 16, 64, 512, 4096, BLOCK_SIZE, 2 * BLOCK_SIZE];
     let kind = input.u8();
     let Some(index) = pick_segment(log, input.u8()) else {
         return;
     };
-    match kind % 10 {
+    match kind % 12 {
         k @ 0..=3 => {
             let width = 1usize << k;
             let len = log[&index].len();
@@ -423,11 +425,38 @@ pub fn mutate(log: &mut BTreeMap<u32, Vec<u8>>, input: &mut Input<'_>) {
                 seg[40..64].fill(0);
             }
         }
-        _ => {
+        9 => {
             let n = LENS[usize::from(input.u8()) % LENS.len()];
             let fill = input.u8();
             let seg = log.get_mut(&index).expect("picked from the log");
             seg.resize(seg.len() + n, fill);
+        }
+        10 => {
+            let seg = log.get_mut(&index).expect("picked from the log");
+            if seg.len() >= SEGMENT_HEADER_SIZE {
+                seg[8..32].fill(0);
+                seg[40..64].fill(0);
+                seg[0] = 0;
+            }
+        }
+        _ => {
+            let count = 1 + u32::from(input.u8()) % 3;
+            let touched = input.u8() & 1 == 1;
+            let len = log[&index].len().max(SEGMENT_HEADER_SIZE);
+            let last = log.keys().next_back().copied().unwrap_or(0);
+            for k in 1..=count {
+                let Some(prepared) = last.checked_add(k) else {
+                    break;
+                };
+                let mut seg = vec![0u8; len];
+                seg[..4].copy_from_slice(&[0x53, 0x46, 1, 64]);
+                seg[4..8].copy_from_slice(&prepared.to_le_bytes());
+                seg[32..40].copy_from_slice(&1_700_000_000u64.to_le_bytes());
+                if touched {
+                    seg[0] = 0;
+                }
+                log.insert(prepared, seg);
+            }
         }
     }
 }
