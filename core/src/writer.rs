@@ -270,7 +270,7 @@ pub struct WriterConfig {
     /// sync; without it, only seals and closes record the durable watermark.
     pub sync_marks: bool,
     /// Whether segments may have more than
-    /// [`CPP_READER_BLOCKS_MAX`](crate::limits::CPP_READER_BLOCKS_MAX) block slots (over
+    /// [`CPP_READER_BLOCKS_MAX`] block slots (over
     /// 4 GiB), which the C++ recorder's reader misreads: only for a log it will never
     /// read. Off by default.
     pub allow_large_segments: bool,
