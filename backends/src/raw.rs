@@ -982,10 +982,10 @@ mod tests {
         assert_eq!(s.status, Status::Ok);
     }
 
-    #[test]
-    fn a_torn_tail_is_set_aside_in_place_on_the_device() {
-        let (_tmp, path) = blank_image(16 * MIB);
-        let store = RawStore::format(&path, 16, 1, false).unwrap();
+    /// Events 1..=1000 synced, then 1001..=1300 appended and the writer dropped, as in
+    /// a crash: block 4 (events 1001..=1256) is written and not synced, the rest was
+    /// only in memory.
+    fn crash_after_a_sync(store: RawStore) {
         let (mut w, _) = WalWriter::open(store, || 1u64, WriterConfig::with_blocks(16)).unwrap();
         for i in 1..=1000 {
             w.append(&reference_event(i)).unwrap();
@@ -994,7 +994,13 @@ mod tests {
         for i in 1001..=1300 {
             w.append(&reference_event(i)).unwrap();
         }
-        drop(w); // a crash: block 4 (events 1001..=1256) is written, not synced
+    }
+
+    #[test]
+    fn a_torn_tail_is_set_aside_in_place_on_the_device() {
+        let (_tmp, path) = blank_image(16 * MIB);
+        let store = RawStore::format(&path, 16, 1, false).unwrap();
+        crash_after_a_sync(store);
         // Tear it: zero its second half on the device.
         let block4 = usize::try_from(MIB + 64 + 4 * 16_448).unwrap();
         let mut image = fs::read(&path).unwrap();
@@ -1074,15 +1080,7 @@ mod tests {
         // and recovery then refused forever ("the quarantine area is full").
         let (_tmp, path) = blank_image(16 * MIB);
         let store = RawStore::format(&path, 16, 1, false).unwrap();
-        let (mut w, _) = WalWriter::open(store, || 1u64, WriterConfig::with_blocks(16)).unwrap();
-        for i in 1..=1000 {
-            w.append(&reference_event(i)).unwrap();
-        }
-        w.sync().unwrap();
-        for i in 1001..=1300 {
-            w.append(&reference_event(i)).unwrap();
-        }
-        drop(w);
+        crash_after_a_sync(store);
         for entry in 0..QUARANTINE_ENTRIES {
             write_quarantine_entry(&path, entry, 0, 64 + 4 * 16_448, &[7u8; 100]);
         }

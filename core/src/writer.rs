@@ -1264,14 +1264,29 @@ mod tests {
             1,
             "the seal's sync, with the header pending"
         );
-        let crashed = crate::fault::FaultStore::after_process_crash(in_window[0], false);
+        // The cached header reads as sealed: appending goes on in a new segment.
+        restart_append_power_cut(in_window[0], false, (4096, None), 4196);
+    }
+
+    /// A process crash at `point` (the operation it was in half done if `half_done`),
+    /// a restart that finds events up to `found` and goes on in segment `active`,
+    /// appends up to `last` and syncs (so acknowledges them), then a power cut: every
+    /// event must survive it.
+    fn restart_append_power_cut(
+        point: &crate::fault::Snapshot,
+        half_done: bool,
+        (found, active): (u64, Option<u32>),
+        last: u64,
+    ) {
+        let crashed = crate::fault::FaultStore::after_process_crash(point, half_done);
         let (mut w, _) = WalWriter::open(crashed.clone(), ticking_clock(), SMALL).unwrap();
-        assert_eq!(w.last_event_id(), 4096, "the cached header reads as sealed");
-        for i in 4097..=4196 {
+        assert_eq!(w.last_event_id(), found, "what the cache shows is read");
+        assert_eq!(w.active_segment(), active, "where appending goes on");
+        for i in found + 1..=last {
             w.append(&reference_event(i)).unwrap();
         }
-        assert_eq!(w.sync().unwrap(), 4196, "acknowledged");
-        assert_eq!(after_power_cut(&crashed).unwrap(), ids(1..=4196));
+        assert_eq!(w.sync().unwrap(), last, "acknowledged");
+        assert_eq!(after_power_cut(&crashed).unwrap(), ids(1..=last));
     }
 
     #[test]
@@ -1294,18 +1309,8 @@ mod tests {
             })
             .collect();
         assert_eq!(creating.len(), 1);
-        let crashed = crate::fault::FaultStore::after_process_crash(creating[0], true);
-        let (mut w, _) = WalWriter::open(crashed.clone(), ticking_clock(), SMALL).unwrap();
-        assert_eq!(
-            w.active_segment(),
-            Some(1),
-            "appending goes on in the cached segment"
-        );
-        for i in 4097..=4150 {
-            w.append(&reference_event(i)).unwrap();
-        }
-        assert_eq!(w.sync().unwrap(), 4150);
-        assert_eq!(after_power_cut(&crashed).unwrap(), ids(1..=4150));
+        // Appending goes on in the cached segment.
+        restart_append_power_cut(creating[0], true, (4096, Some(1)), 4150);
     }
 
     #[test]
