@@ -40,6 +40,8 @@ use fswal_core::segment_header::{HeaderState, SegmentHeader};
 use fswal_core::store::{parse_segment_file_name, segment_file_name};
 
 use crate::file::{FileDevice, FileError, SegmentFile, create_dir_durably, sync_dir};
+mod twins;
+
 use crate::lz4::{COMPRESSED_SUFFIX, Lz4Device, MAGIC as LZ4_MAGIC, compress_segment};
 
 /// The name of the lock file a writer holds in the WAL directory.
@@ -107,6 +109,10 @@ pub struct SegmentDir<D> {
     /// The segments that have torn-tail copies, listed once on the first removal (so
     /// that retention does not list the directory at every rotation).
     torn_segments: Option<std::collections::BTreeSet<u32>>,
+    /// The segments stored both raw and compressed whose two copies were compared (see
+    /// [`twins`]), so that each pair is compared once in the store's life. Such pairs
+    /// come only from an interrupted compression, one per crash at most.
+    twins_checked: std::collections::BTreeSet<u32>,
     /// The device kind of the segments: a type only, no value.
     device: PhantomData<fn() -> D>,
 }
@@ -294,6 +300,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             write_thread: false,
             mark: None,
             torn_segments: None,
+            twins_checked: std::collections::BTreeSet::new(),
             device: PhantomData,
         })
     }
@@ -324,6 +331,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             write_thread: false,
             mark: None,
             torn_segments: None,
+            twins_checked: std::collections::BTreeSet::new(),
             device: PhantomData,
         })
     }
@@ -362,6 +370,7 @@ impl<D: SegmentFile> SegmentDir<D> {
             write_thread: false,
             mark: None,
             torn_segments: None,
+            twins_checked: std::collections::BTreeSet::new(),
             device: PhantomData,
         })
     }
@@ -754,7 +763,12 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
         // preferred: both exist only after a crash in the middle of compressing, when
         // the raw file is the one the writer made.
         let compressed = with_suffix(&raw, COMPRESSED_SUFFIX);
-        let opened = if is_regular_file(&raw)? {
+        let raw_exists = is_regular_file(&raw)?;
+        if raw_exists && !self.twins_checked.contains(&index) && is_regular_file(&compressed)? {
+            twins::compare(index, &raw, &compressed)?;
+            self.twins_checked.insert(index);
+        }
+        let opened = if raw_exists {
             D::open(&raw, self.is_writable()).and_then(|mut d| {
                 if self.is_writable() && self.write_thread {
                     d.set_write_thread(true)?;
@@ -1478,6 +1492,69 @@ mod tests {
         assert!(!dir.join("FS.00000000.wal").exists());
         assert!(!dir.join("FS.00000000.wal.lz4").exists());
         store.remove_segment(0).unwrap();
+    }
+
+    #[test]
+    fn two_complete_copies_of_a_segment_that_differ_are_refused_naming_both() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        drop(write_log(DirStore::open_for_append(dir).unwrap(), 5000));
+        let raw = dir.join("FS.00000000.wal");
+        let packed = dir.join("FS.00000000.wal.lz4");
+        crate::lz4::compress_segment(&raw, &packed).unwrap();
+        // One event's byte changed in the raw copy: its header is still sealed, so
+        // both are complete, and which one holds the true event is not fswal's guess.
+        let at = 64 + 64 + 3 * 64 + 20;
+        let mut bytes = fs::read(&raw).unwrap();
+        bytes[at] ^= 0x10;
+        fs::write(&raw, &bytes).unwrap();
+        let mut store = DirStore::open_read_only(dir).unwrap();
+        let err = store.open_segment(0).unwrap_err();
+        assert_eq!(err.source.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            (err.path.as_path(), err.offset_bytes),
+            (raw.as_path(), Some(at as u64))
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("FS.00000000.wal.lz4") && text.contains("differ"),
+            "{text}"
+        );
+        // Writers refuse too, and nothing is modified.
+        assert!(
+            DirStore::open_for_append(dir)
+                .unwrap()
+                .open_segment(0)
+                .is_err()
+        );
+        assert_eq!(fs::read(&raw).unwrap(), bytes);
+        // Once the wrong copy is moved away, the other is read.
+        fs::rename(&raw, dir.join("elsewhere")).unwrap();
+        let (ids, status) = replay_ids(DirStore::open_read_only(dir).unwrap());
+        assert_eq!((ids.len(), status), (5000, Status::Ok));
+    }
+
+    #[test]
+    fn a_compressed_copy_cut_short_is_ignored_beside_its_raw_segment() {
+        // The C++ maintainer writes the `.lz4` under its final name: a crash while it
+        // writes leaves a partial one beside the raw segment, which is the one read.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        drop(write_log(DirStore::open_for_append(dir).unwrap(), 5000));
+        let raw = dir.join("FS.00000000.wal");
+        let packed = dir.join("FS.00000000.wal.lz4");
+        crate::lz4::compress_segment(&raw, &packed).unwrap();
+        let len = fs::metadata(&packed).unwrap().len();
+        for cut in [0, 7, len / 2, len - 1] {
+            OpenOptions::new()
+                .write(true)
+                .open(&packed)
+                .unwrap()
+                .set_len(cut)
+                .unwrap();
+            let (ids, status) = replay_ids(DirStore::open_read_only(dir).unwrap());
+            assert_eq!((ids.len(), status), (5000, Status::Ok), "cut at {cut}");
+        }
     }
 
     #[test]
