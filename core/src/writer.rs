@@ -257,8 +257,15 @@ pub const LARGE_SEGMENTS_REFUSED: &str = "segments of more than 261120 block slo
 /// How a [`WalWriter`] is set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriterConfig {
-    /// Block slots in each new segment (16..=524288).
+    /// Block slots in each new segment (16..=524288) of a new log, and of a reopened
+    /// one when `keep_segment_blocks` is off.
     pub blocks_per_segment: u32,
+    /// Whether a reopened log's new segments keep the size of its last segment (on by
+    /// default), so that opening a log without knowing its geometry does not change
+    /// it; `blocks_per_segment` then sizes only the segments of a new log, or of a log
+    /// whose last segment is too short to be a segment. Off, new segments get
+    /// `blocks_per_segment` slots whatever the log holds: what an explicit size asks.
+    pub keep_segment_blocks: bool,
     /// Which old segments to delete once newer ones are sealed.
     pub retention: Retention,
     /// How much of the log opening verifies.
@@ -283,11 +290,13 @@ impl Default for WriterConfig {
 }
 
 impl WriterConfig {
-    /// The default configuration with `blocks_per_segment` slots per segment.
+    /// The default configuration with `blocks_per_segment` slots per segment of a new
+    /// log (a reopened log keeps its own: see [`WriterConfig::keep_segment_blocks`]).
     #[must_use]
     pub const fn with_blocks(blocks_per_segment: u32) -> Self {
         Self {
             blocks_per_segment,
+            keep_segment_blocks: true,
             retention: Retention::KEEP_ALL,
             open_scan: OpenScan::Full,
             sync_marks: true,
@@ -515,6 +524,10 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
                 status: summary.status,
             });
         }
+        let config = WriterConfig {
+            blocks_per_segment: new_segment_blocks(&config, summary.tail.as_ref())?,
+            ..config
+        };
         make_read_durable(&mut store, &[checkpoint, mark], range)?;
         let mut writer = Self {
             store,
@@ -1016,6 +1029,14 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
         self.durable_event_id
     }
 
+    /// Block slots each new segment gets: the configured count, or the size of the
+    /// log's last segment when reopening kept it (see
+    /// [`WriterConfig::keep_segment_blocks`]).
+    #[must_use]
+    pub fn blocks_per_segment(&self) -> u32 {
+        self.config.blocks_per_segment
+    }
+
     /// The index of the segment being written, if one is open.
     #[must_use]
     pub fn active_segment(&self) -> Option<u32> {
@@ -1031,6 +1052,22 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
     pub fn into_store(self) -> S {
         self.store
     }
+}
+
+/// Block slots for the new segments of a log whose last segment replay found as
+/// `tail`: its size when `config` keeps it and it is a valid segment size, else the
+/// configured one. A kept size over the C++ reader's limit needs the same permission
+/// as a configured one: adding another segment the C++ reader misreads is as much a
+/// choice as the first one was.
+fn new_segment_blocks<E>(config: &WriterConfig, tail: Option<&Tail>) -> Result<u32, Error<E>> {
+    let blocks = match tail {
+        Some(t) if config.keep_segment_blocks && is_valid_segment_blocks(t.slots) => t.slots,
+        _ => config.blocks_per_segment,
+    };
+    if blocks > CPP_READER_BLOCKS_MAX && !config.allow_large_segments {
+        return Err(Error::InvalidConfig(LARGE_SEGMENTS_REFUSED));
+    }
+    Ok(blocks)
 }
 
 /// The checkpoint record of `kind` in `store`, decoded.
@@ -1615,6 +1652,88 @@ mod tests {
             ..large
         };
         assert!(WalWriter::open(MemStore::new(), ticking_clock(), allowed).is_ok());
+    }
+
+    /// Appends events after the last one of `w` until it has created segment
+    /// `index`, then closes it.
+    fn append_into_segment(w: &mut WalWriter<MemStore, impl Clock>, index: u32) {
+        let mut id = w.last_event_id();
+        // Bounded: each event fills part of a segment, so segment `index` comes.
+        while w.active_segment().is_none_or(|a| a < index) {
+            id += 1;
+            w.append(&reference_event(id)).unwrap();
+        }
+        w.close().unwrap();
+    }
+
+    #[test]
+    fn reopening_keeps_the_size_of_the_logs_segments() {
+        // Open last segment, then sealed last segment: new segments keep 16 slots.
+        for close in [false, true] {
+            let store = write_events((1..=5000).map(reference_event), 16, None, close);
+            let (mut w, _) =
+                WalWriter::open(store, ticking_clock(), WriterConfig::default()).unwrap();
+            assert_eq!(w.blocks_per_segment(), 16, "close {close}");
+            append_into_segment(&mut w, 2);
+            let store = w.into_store();
+            assert_eq!(
+                store.image(2).unwrap().len() as u64,
+                segment_size_bytes(16),
+                "close {close}"
+            );
+        }
+        // A new log gets the configured size.
+        let (w, _) =
+            WalWriter::open(MemStore::new(), ticking_clock(), WriterConfig::default()).unwrap();
+        assert_eq!(w.blocks_per_segment(), SEGMENT_BLOCKS_DEFAULT);
+    }
+
+    #[test]
+    fn a_size_asked_for_wins_over_the_logs() {
+        let store = reference_log(100, 16, true);
+        let config = WriterConfig {
+            keep_segment_blocks: false,
+            ..WriterConfig::with_blocks(32)
+        };
+        let (mut w, _) = WalWriter::open(store, ticking_clock(), config).unwrap();
+        assert_eq!(w.blocks_per_segment(), 32);
+        append_into_segment(&mut w, 1);
+        let store = w.into_store();
+        assert_eq!(store.image(0).unwrap().len() as u64, segment_size_bytes(16));
+        assert_eq!(store.image(1).unwrap().len() as u64, segment_size_bytes(32));
+    }
+
+    #[test]
+    fn a_kept_size_follows_the_rules_of_a_configured_one() {
+        let mut store = reference_log(100, 16, false);
+        let tail = replay(&mut store, Mode::Strict, None).summary.tail.unwrap();
+        let keep = WriterConfig::default();
+        let large = Tail {
+            slots: CPP_READER_BLOCKS_MAX + 1,
+            ..tail
+        };
+        assert_eq!(
+            new_segment_blocks::<()>(&keep, Some(&large)),
+            Err(Error::InvalidConfig(LARGE_SEGMENTS_REFUSED))
+        );
+        let allowed = WriterConfig {
+            allow_large_segments: true,
+            ..keep
+        };
+        assert_eq!(
+            new_segment_blocks::<()>(&allowed, Some(&large)),
+            Ok(CPP_READER_BLOCKS_MAX + 1)
+        );
+        // A last segment too short to be one is not a size to keep.
+        let short = Tail { slots: 3, ..tail };
+        assert_eq!(
+            new_segment_blocks::<()>(&keep, Some(&short)),
+            Ok(SEGMENT_BLOCKS_DEFAULT)
+        );
+        assert_eq!(
+            new_segment_blocks::<()>(&keep, None),
+            Ok(SEGMENT_BLOCKS_DEFAULT)
+        );
     }
 
     #[test]

@@ -18,9 +18,9 @@ use std::process::ExitCode;
 use clap::Args;
 use fswal_backends::dir::{DirStore, SegmentDir};
 use fswal_backends::raw::RawStore;
-use fswal_core::limits::BLOCK_EVENTS_MAX;
 use fswal_core::limits::{
-    CPP_READER_BLOCKS_MAX, SEGMENT_BLOCKS_DEFAULT, SEGMENT_BLOCKS_MAX, SEGMENT_BLOCKS_MIN,
+    BLOCK_EVENTS_MAX, CPP_READER_BLOCKS_MAX, SEGMENT_BLOCKS_DEFAULT, SEGMENT_BLOCKS_MAX,
+    SEGMENT_BLOCKS_MIN, segment_size_bytes,
 };
 use fswal_core::recovery::SealReason;
 use fswal_core::reference::reference_event;
@@ -46,8 +46,9 @@ pub struct RecordArgs {
     /// How many events to append.
     #[arg(long, value_name = "N")]
     pub events: u64,
-    /// Block slots per new segment (16..=524288; 256 events each). A formatted device
-    /// keeps the size it was formatted with.
+    /// Block slots per new segment (16..=524288; 256 events each). Without it, a log
+    /// that has segments keeps the size of its last one, and a new log gets 4096. A
+    /// formatted device keeps the size it was formatted with.
     #[arg(
         long,
         value_name = "B",
@@ -174,8 +175,62 @@ fn sealed_tail_line(store: &AnyStore, recovery: &Recovery) -> Option<String> {
     })
 }
 
+/// Above this many bytes of segment files allocated for a new log that the events
+/// recorded fill less than one segment of, `record` says how much it allocates: every
+/// segment file is preallocated in full, so a large segment size costs its whole size
+/// on disk however little is written.
+pub const ALLOCATION_WARNING_BYTES: u64 = 256 << 20;
+
+/// Segment files a directory holds once its first segment is created: that segment and
+/// the next one, which the store prepares ahead of need.
+const SEGMENT_FILES_FIRST: u64 = 2;
+
+/// The warning line for recording `events` events into a new directory log whose
+/// segments have `blocks` block slots, when that allocates much more than it fills;
+/// `None` otherwise.
+#[must_use]
+pub fn allocation_warning(events: u64, blocks: u32) -> Option<String> {
+    let events_per_segment = u64::from(blocks) * BLOCK_EVENTS_MAX as u64;
+    let segment_bytes = segment_size_bytes(blocks);
+    let allocated_bytes = segment_bytes.saturating_mul(SEGMENT_FILES_FIRST);
+    if events == 0 || events >= events_per_segment || allocated_bytes <= ALLOCATION_WARNING_BYTES {
+        return None;
+    }
+    Some(format!(
+        "warning: --blocks-per-segment {blocks} preallocates {} per segment file, and the next segment is prepared ahead: {} on disk for {events} event(s), which fill {} of one segment; a smaller --blocks-per-segment allocates less",
+        size_text(segment_bytes),
+        size_text(allocated_bytes),
+        fraction_text(events, events_per_segment),
+    ))
+}
+
+/// `bytes` in MiB, or in GiB from 1 GiB on, with one decimal.
+fn size_text(bytes: u64) -> String {
+    const MIB_BYTES: u64 = 1 << 20;
+    const GIB_BYTES: u64 = 1 << 30;
+    // Tenths, in integers: no float conversion to lose precision over.
+    let (unit_bytes, unit) = if bytes >= GIB_BYTES {
+        (GIB_BYTES, "GiB")
+    } else {
+        (MIB_BYTES, "MiB")
+    };
+    let tenths = bytes.saturating_mul(10) / unit_bytes;
+    format!("{}.{} {unit}", tenths / 10, tenths % 10)
+}
+
+/// `part` of `whole` as a percentage, "less than 0.1%" when it rounds to nothing.
+fn fraction_text(part: u64, whole: u64) -> String {
+    let tenths = part.saturating_mul(1000) / whole.max(1);
+    if tenths == 0 {
+        "less than 0.1%".to_owned()
+    } else {
+        format!("{}.{}%", tenths / 10, tenths % 10)
+    }
+}
+
 /// Opens the store `args` names for appending, and the block count its new segments
-/// get.
+/// get when the log has none (an existing log keeps its own unless
+/// `--blocks-per-segment` is given).
 fn open_store(args: &RecordArgs) -> Result<(AnyStore, u32), CliError> {
     let blocks = args.blocks_per_segment.unwrap_or(SEGMENT_BLOCKS_DEFAULT);
     // Refused before anything is created or formatted.
@@ -247,6 +302,8 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
     let (store, blocks_per_segment) = open_store(args)?;
     let config = WriterConfig {
         blocks_per_segment,
+        // An explicit size applies to the new segments of an existing log too.
+        keep_segment_blocks: args.blocks_per_segment.is_none(),
         retention: Retention {
             segments_max: args.retain_segments,
             bytes_max: args.retain_bytes,
@@ -268,6 +325,13 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
     }
     if let Some(note) = writer.store().cpp_meta_note(writer.last_event_id())? {
         eprintln!("fswal: {note}");
+    }
+    // Only a new directory log: a formatted device allocated its slots when it was
+    // formatted, and an existing log has already allocated its segments.
+    if args.device.is_none() && recovery.summary.tail.is_none() {
+        if let Some(warning) = allocation_warning(args.events, writer.blocks_per_segment()) {
+            eprintln!("fswal: {warning}");
+        }
     }
     let start_id = if args.resume {
         writer.last_event_id().saturating_add(1)
@@ -348,4 +412,37 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
         args.events
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_segments_for_few_events_are_announced_with_their_size() {
+        let huge = allocation_warning(10, SEGMENT_BLOCKS_MAX).expect("a warning");
+        assert!(
+            huge.contains("8.0 GiB per segment file") && huge.contains("16.0 GiB on disk"),
+            "{huge}"
+        );
+        assert!(
+            huge.contains("10 event(s)") && !huge.contains('\n'),
+            "{huge}"
+        );
+        assert!(allocation_warning(10, 8192).is_some());
+        // The default size, small logs, a log filling its segment, and nothing
+        // recorded (no segment is created) say nothing.
+        assert_eq!(allocation_warning(10, SEGMENT_BLOCKS_DEFAULT), None);
+        assert_eq!(allocation_warning(10, SEGMENT_BLOCKS_MIN), None);
+        assert_eq!(allocation_warning(8192 * 256, 8192), None);
+        assert_eq!(allocation_warning(0, SEGMENT_BLOCKS_MAX), None);
+    }
+
+    #[test]
+    fn sizes_and_fractions_read_in_tenths() {
+        assert_eq!(size_text(256 << 20), "256.0 MiB");
+        assert_eq!(size_text(3 << 29), "1.5 GiB");
+        assert_eq!(fraction_text(1, 2), "50.0%");
+        assert_eq!(fraction_text(1, 1 << 20), "less than 0.1%");
+    }
 }
