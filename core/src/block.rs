@@ -69,15 +69,32 @@ impl Block {
     /// Writes the header for the first `event_count` slots as block `block_index`,
     /// chained to `prev_chained`, and returns the block's chained checksum.
     ///
-    /// The caller fills the slots, keeps the unused ones zero, and, in debug builds,
-    /// verifies the result before writing it (see the writer).
-    pub fn finalize(&mut self, block_index: u32, event_count: u16, prev_chained: u64) -> u64 {
-        let count = usize::from(event_count).min(BLOCK_EVENTS_MAX);
-        let used = self.events.get(..count).unwrap_or(&[]);
+    /// A count outside 1..=256 is refused ([`Reason::BadEventCount`]): no block can
+    /// hold it, and a header claiming it would be a block replay refuses. The header
+    /// built is then checked on its own, as replay will check it ([`BlockHeader::check`]:
+    /// its checksum, its count, a first id of 0 or after the last, its index), in every
+    /// build: it costs one checksum of 64 bytes, and a header that fails it must never
+    /// reach the disk. On a refusal the header is left as it was and the block must not
+    /// be written.
+    ///
+    /// The caller fills the slots and keeps the unused ones zero; the events themselves
+    /// and the chain are what [`Block::verify`] checks, which the writer runs in debug
+    /// builds.
+    pub fn finalize(
+        &mut self,
+        block_index: u32,
+        event_count: u16,
+        prev_chained: u64,
+    ) -> Result<u64, Reason> {
+        let count = usize::from(event_count);
+        let used = match self.events.get(..count) {
+            Some(used) if count > 0 => used,
+            _ => return Err(Reason::BadEventCount { count: event_count }),
+        };
         let first_event_id = used.first().map_or(0, RequestEvent::event_id);
         let last_event_id = used.last().map_or(0, RequestEvent::event_id);
         let (block, chained) = block_checksums(used, prev_chained);
-        self.header = BlockHeader::new(&BlockFields {
+        let header = BlockHeader::new(&BlockFields {
             first_event_id,
             last_event_id,
             block_checksum: block,
@@ -85,7 +102,9 @@ impl Block {
             block_index,
             event_count,
         });
-        chained
+        header.check(block_index)?;
+        self.header = header;
+        Ok(chained)
     }
 
     /// Checks what the block in slot `slot` says about itself, in the order of the
@@ -246,7 +265,7 @@ mod tests {
         for (i, e) in (first..).zip(b.events.iter_mut().take(usize::from(count))) {
             *e = reference_event(i);
         }
-        b.finalize(slot, count, prev_chained);
+        b.finalize(slot, count, prev_chained).unwrap();
         b
     }
 
@@ -307,7 +326,7 @@ mod tests {
         // rules can catch it.
         let mut b = reference_block(1, 4, 0, 0);
         b.events.swap(1, 2);
-        b.finalize(0, 4, 0);
+        b.finalize(0, 4, 0).unwrap();
         assert_eq!(
             b.check_alone(0),
             Err(Reason::EventIdNotIncreasing {
@@ -319,7 +338,7 @@ mod tests {
 
         let mut b = reference_block(1, 4, 0, 0);
         b.events[3].as_mut_bytes()[42] = 7;
-        b.finalize(0, 4, 0);
+        b.finalize(0, 4, 0).unwrap();
         assert_eq!(
             b.check_alone(0),
             Err(Reason::InvalidEvent {
@@ -329,7 +348,7 @@ mod tests {
         );
 
         let mut b = reference_block(1, 4, 0, 0);
-        b.finalize(0, 4, 0);
+        b.finalize(0, 4, 0).unwrap();
         let mut fields = b.header.fields();
         fields.first_event_id = 2;
         b.header = BlockHeader::new(&fields);
@@ -339,6 +358,43 @@ mod tests {
                 header: 2,
                 event: 1
             })
+        );
+    }
+
+    #[test]
+    fn finalize_refuses_a_count_no_block_holds() {
+        let mut b = reference_block(1, 256, 0, 0);
+        let before = b.header;
+        for count in [0, 257, u16::MAX] {
+            assert_eq!(
+                b.finalize(0, count, 0),
+                Err(Reason::BadEventCount { count }),
+                "count {count}"
+            );
+            assert_eq!(
+                b.header, before,
+                "count {count}: the header is left as it was"
+            );
+        }
+        assert!(b.finalize(0, 1, 0).is_ok());
+        assert_eq!(b.header.event_count(), 1);
+        assert!(b.finalize(0, 256, 0).is_ok());
+    }
+
+    #[test]
+    fn finalize_refuses_a_header_replay_would_refuse() {
+        // Event 0 first: the header would claim a first id of 0.
+        let mut b = reference_block(1, 4, 0, 0);
+        b.events[0] = RequestEvent::ZERO;
+        let before = b.header;
+        assert_eq!(b.finalize(0, 4, 0), Err(Reason::ZeroFirstEventId));
+        assert_eq!(b.header, before);
+        // Ids in the wrong order: the first after the last.
+        let mut b = reference_block(1, 4, 0, 0);
+        b.events.swap(0, 3);
+        assert_eq!(
+            b.finalize(0, 4, 0),
+            Err(Reason::FirstAfterLast { first: 4, last: 1 })
         );
     }
 

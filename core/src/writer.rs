@@ -198,10 +198,12 @@ impl<D: BlockDevice> SegmentWriter<D> {
             last_event_id: self.last_event_id,
             last_chained_checksum: self.chain,
         };
-        let sealed = self.header.sealed(&totals, closed_ts_ns);
-        if cfg!(debug_assertions) && sealed.check(self.index()).is_err() {
-            return Err(Error::LogicBug("sealed header does not verify"));
-        }
+        // Checked in every build: a sealed header that does not read back as these
+        // totals would turn a healthy segment into damage.
+        let sealed = self
+            .header
+            .sealed_checked(&totals, closed_ts_ns)
+            .map_err(|_| Error::LogicBug("the sealed header does not check"))?;
         // The blocks must be durable before the header that vouches for them is written:
         // writes no sync separates may land in any order, and a sealed header over a
         // block that did not land is a sealed segment missing a block (damage), where
@@ -226,7 +228,13 @@ impl<D: BlockDevice> SegmentWriter<D> {
         }
         let slot = self.next_slot;
         let prev_chain = self.chain;
-        let chain = self.block.finalize(slot, self.fill, prev_chain);
+        // `finalize` checks the header it builds in every build; the full verify, which
+        // reads every event again, only in debug builds: the events were checked when
+        // they were appended.
+        let chain = self
+            .block
+            .finalize(slot, self.fill, prev_chain)
+            .map_err(|_| Error::LogicBug("the finalized block header does not check"))?;
         if cfg!(debug_assertions)
             && self
                 .block
@@ -670,10 +678,9 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             totals.last_event_id = h.last_event_id();
             totals.last_chained_checksum = h.chained_checksum();
         }
-        let sealed = header.sealed(&totals, self.clock.now_ns());
-        if !matches!(sealed.check(index), Ok(HeaderState::Sealed(_))) {
-            return Err(Error::LogicBug("the late sealed header does not verify"));
-        }
+        let sealed = header
+            .sealed_checked(&totals, self.clock.now_ns())
+            .map_err(|_| Error::LogicBug("the late sealed header does not check"))?;
         device.write_all_at(0, sealed.as_bytes())?;
         device.sync()?;
         drop(device);
@@ -702,12 +709,12 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             last_event_id: tail.last_event_id,
             last_chained_checksum: if tail.next_slot == 0 { 0 } else { tail.chain },
         };
-        let sealed = tail.header.sealed(&totals, self.clock.now_ns());
-        // Verified before it is written: a header that does not check would turn a torn
+        // Checked before it is written: a header that does not check would turn a torn
         // tail into damage.
-        if !matches!(sealed.check(tail.segment), Ok(HeaderState::Sealed(_))) {
-            return Err(Error::LogicBug("the sealed tail header does not verify"));
-        }
+        let sealed = tail
+            .header
+            .sealed_checked(&totals, self.clock.now_ns())
+            .map_err(|_| Error::LogicBug("the sealed tail header does not check"))?;
         // The valid blocks are durable already (recovery synced what it read), so the
         // header vouches only for durable blocks.
         device.write_all_at(0, sealed.as_bytes())?;
@@ -1734,6 +1741,58 @@ mod tests {
             new_segment_blocks::<()>(&keep, None),
             Ok(SEGMENT_BLOCKS_DEFAULT)
         );
+    }
+
+    /// A segment writer on a new 16-slot segment 0 of `store`.
+    fn segment_writer(store: &mut MemStore) -> SegmentWriter<<MemStore as SegmentStore>::Device> {
+        let header = SegmentHeader::new_open(0, 1);
+        let device = store
+            .create_segment(0, segment_size_bytes(16), header.as_bytes())
+            .unwrap();
+        SegmentWriter::new(device, header).unwrap()
+    }
+
+    #[test]
+    fn a_seal_whose_header_does_not_check_is_refused_before_it_is_written() {
+        let mut store = MemStore::new();
+        let mut w = segment_writer(&mut store);
+        for i in 1..=300 {
+            w.push(&reference_event(i)).unwrap();
+        }
+        w.flush().unwrap();
+        // Totals that contradict each other (fewer events than blocks): a bug, which
+        // the seal must report, in every build, instead of writing it.
+        w.event_count = 1;
+        assert_eq!(
+            w.seal(2),
+            Err(Error::LogicBug("the sealed header does not check"))
+        );
+        drop(w);
+        assert_eq!(header(&store, 0), SegmentHeader::new_open(0, 1));
+    }
+
+    #[test]
+    fn a_block_whose_header_does_not_check_is_refused_before_it_is_written() {
+        let mut store = MemStore::new();
+        let mut w = segment_writer(&mut store);
+        w.push(&reference_event(1)).unwrap();
+        // A count of 0 (no block holds it), and events whose first id is 0.
+        w.fill = 0;
+        assert_eq!(
+            w.write_block(),
+            Err(Error::LogicBug("the finalized block header does not check"))
+        );
+        w.fill = 1;
+        w.block.events[0] = RequestEvent::ZERO;
+        assert_eq!(
+            w.write_block(),
+            Err(Error::LogicBug("the finalized block header does not check"))
+        );
+        assert_eq!(w.next_slot, 0);
+        drop(w);
+        let image = store.image(0).unwrap();
+        let slot0 = block_offset_bytes(0) as usize..block_offset_bytes(1) as usize;
+        assert!(image[slot0].iter().all(|&b| b == 0), "slot 0 was written");
     }
 
     #[test]

@@ -31,7 +31,9 @@ fn full_block() -> Box<Block> {
     for (id, slot) in (1..).zip(block.events.iter_mut()) {
         *slot = reference_event(id);
     }
-    block.finalize(1, 256, 0x1234);
+    block
+        .finalize(1, 256, 0x1234)
+        .expect("a full block of reference events");
     block
 }
 
