@@ -464,9 +464,41 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
     /// the last: a segment is sealed and synced before the next one is created), and
     /// so is the store's metadata ([`SegmentStore::sync_metadata`]).
     pub fn open(
+        store: S,
+        clock: C,
+        config: WriterConfig,
+    ) -> Result<(Self, Recovery), Error<S::Error>> {
+        Self::open_inner(store, clock, config, None)
+    }
+
+    /// Like [`WalWriter::open`], and hands every event of the log to `on_event`, in
+    /// order, once, from the verifying pass recovery makes: an application rebuilds its
+    /// state from the log and reopens it for append in one read, not two. The whole log
+    /// is read, whatever [`WriterConfig::open_scan`] says, since every event is handed.
+    ///
+    /// The events handed are those of the log's valid prefix, which is what the log
+    /// holds once recovery is done (a torn tail set aside is never handed). When this
+    /// fails, some events may have been handed already: they are not a state to act on
+    /// (the log was refused, or could not be read).
+    pub fn open_replaying(
+        store: S,
+        clock: C,
+        config: WriterConfig,
+        mut on_event: impl FnMut(&RequestEvent),
+    ) -> Result<(Self, Recovery), Error<S::Error>> {
+        let config = WriterConfig {
+            open_scan: OpenScan::Full,
+            ..config
+        };
+        Self::open_inner(store, clock, config, Some(&mut on_event))
+    }
+
+    /// [`WalWriter::open`], handing the events replayed to `on_event` when given.
+    fn open_inner(
         mut store: S,
         clock: C,
         config: WriterConfig,
+        mut on_event: Option<&mut dyn FnMut(&RequestEvent)>,
     ) -> Result<(Self, Recovery), Error<S::Error>> {
         if !is_valid_segment_blocks(config.blocks_per_segment) {
             return Err(Error::InvalidConfig(
@@ -506,7 +538,11 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
                 });
             }
         }
-        let summary = replay.run(|_| {})?;
+        let summary = replay.run(|event| {
+            if let Some(f) = on_event.as_mut() {
+                f(event);
+            }
+        })?;
         // The last event the log accounts for: its last one, or, when retention left it
         // without any, the one its watermark's record says came before its first segment.
         let found = summary.last_event_id.unwrap_or_else(|| {
@@ -1469,6 +1505,46 @@ mod tests {
         assert_eq!(r.ids, ids(1..=9000));
         assert_eq!(r.summary.status, Status::Ok);
         assert!(!r.summary.open_segment);
+    }
+
+    #[test]
+    fn open_replaying_hands_every_recovered_event_once_from_one_pass() {
+        // A torn tail (block 10 written, not synced, damaged) is set aside: only the
+        // valid prefix is handed, which is what the log holds after recovery.
+        let mut store = write_events((1..=3000).map(reference_event), 16, Some(2560), false);
+        store
+            .with_bytes_mut(0, |b| b[block_offset_bytes(10) as usize + 9000] ^= 1)
+            .unwrap();
+        // Even when asked to scan from the checkpoint: every event is handed.
+        let config = WriterConfig {
+            open_scan: OpenScan::FromCheckpoint,
+            ..SMALL
+        };
+        let mut seen = Vec::new();
+        let (mut w, rec) =
+            WalWriter::open_replaying(store, ticking_clock(), config, |e: &RequestEvent| {
+                seen.push(e.event_id());
+            })
+            .unwrap();
+        assert_eq!(seen, ids(1..=2560));
+        assert_eq!((rec.summary.events, w.last_event_id()), (2560, 2560));
+        assert_eq!(rec.scanned_from_segment, Some(0));
+        for i in 2561..=5000 {
+            w.append(&reference_event(i)).unwrap();
+        }
+        w.close().unwrap();
+        let mut seen = Vec::new();
+        let (w, _) = WalWriter::open_replaying(
+            w.into_store(),
+            ticking_clock(),
+            config,
+            |e: &RequestEvent| {
+                seen.push(e.event_id());
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, ids(1..=5000));
+        assert_eq!(w.last_event_id(), 5000);
     }
 
     #[test]
