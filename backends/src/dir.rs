@@ -42,7 +42,9 @@ use fswal_core::store::{parse_segment_file_name, segment_file_name};
 use crate::file::{FileDevice, FileError, SegmentFile, create_dir_durably, sync_dir};
 mod twins;
 
-use crate::lz4::{COMPRESSED_SUFFIX, Lz4Device, MAGIC as LZ4_MAGIC, compress_segment};
+use crate::lz4::{
+    COMPRESSED_SUFFIX, Lz4Device, MAGIC_PROBE_BYTES, compress_segment, is_compressed_magic,
+};
 
 /// The name of the lock file a writer holds in the WAL directory.
 pub const LOCK_FILE_NAME: &str = ".fswal.lock";
@@ -1007,15 +1009,15 @@ fn lock_exclusive(lock: &File, dir: &Path, lock_path: &Path) -> Result<(), FileE
 
 /// The `segment_index` field of the header of the segment file at `path`, or 0 when
 /// the file is too short to hold it.
-/// Whether the file at `path` starts with the LZ4 container's magic.
+/// Whether the file at `path` starts like a compressed segment ([`is_compressed_magic`]).
 fn has_compressed_magic(path: &Path) -> Result<bool, FileError> {
     let mut device = FileDevice::open_read_only(path)?;
-    let mut magic = [0u8; 8];
+    let mut magic = [0u8; MAGIC_PROBE_BYTES];
     if device.len_bytes() < magic.len() as u64 {
         return Ok(false);
     }
     device.read_exact_at(0, &mut magic)?;
-    Ok(magic == LZ4_MAGIC)
+    Ok(is_compressed_magic(&magic))
 }
 
 fn index_from_header(path: &Path) -> Result<u32, FileError> {

@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use fswal_backends::dir::{CHECKPOINT_FILE_NAME, DirSegment, DirStore, MARK_FILE_NAME, SegmentDir};
 use fswal_backends::direct::DirectDevice;
 use fswal_backends::file::{FileDevice, FileError};
-use fswal_backends::lz4::MAGIC as LZ4_MAGIC;
+use fswal_backends::lz4::is_compressed_magic;
 use fswal_backends::mmap::MmapDevice;
 use fswal_backends::raw::RawStore;
 use fswal_core::checkpoint::{CHECKPOINT_SIZE_BYTES, CheckpointKind};
@@ -384,7 +384,7 @@ fn refuse_without_magic(path: &Path) -> Result<(), CliError> {
         return Ok(());
     }
     let found = u16::from_le_bytes([head[0], head[1]]);
-    if found == SEGMENT_MAGIC || head == LZ4_MAGIC {
+    if found == SEGMENT_MAGIC || is_compressed_magic(&head[..n]) {
         return Ok(());
     }
     Err(CliError::at(
