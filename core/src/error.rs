@@ -127,7 +127,16 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
     }
 }
 
-impl<E: fmt::Debug + fmt::Display> core::error::Error for Error<E> {}
+impl<E: core::error::Error + 'static> core::error::Error for Error<E> {
+    /// The device error, for a device failure: its kind, file and offset stay
+    /// reachable through the error chain.
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Device(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl<E> Error<E> {
     /// Applies `f` to the device error, keeping every other variant.

@@ -66,10 +66,7 @@ fn run(options: &Options) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .write_thread(true)
         .prepare_ahead(false);
-    let config = RecorderConfig {
-        preparer: Some(Box::new(store.preparer())),
-        ..RecorderConfig::default()
-    };
+    let config = RecorderConfig::default().preparer(Box::new(store.preparer()));
     let (mut recorder, recovery) =
         Recorder::start(store, wall_clock_ns, config).map_err(|e| format!("{shown}: {e}"))?;
     let first = recorder.last_event_id() + 1;

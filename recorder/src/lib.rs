@@ -34,6 +34,7 @@
 
 #![deny(missing_docs)]
 
+mod error;
 pub mod histogram;
 pub mod replay;
 pub mod ring;
@@ -47,10 +48,10 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use fswal_core::event::EventDefect;
 use fswal_core::limits::BLOCK_EVENTS_MAX;
 use fswal_core::{Clock, Recovery, RequestEvent, SegmentStore, WalWriter, WriterConfig};
 
+pub use error::{Failure, RecorderError, StartError};
 pub use replay::ParallelReplay;
 pub use telemetry::Telemetry;
 use timed::{TimedStore, ns_since};
@@ -64,20 +65,35 @@ const IDLE_SPIN: Duration = Duration::from_micros(50);
 /// How long it sleeps then, at most, before looking again.
 const IDLE_SLEEP: Duration = Duration::from_micros(50);
 
+/// The most the engine thread waits for room in a full ring by default before
+/// [`Recorder::append`] reports the I/O thread stuck.
+pub const APPEND_WAIT_MAX_DEFAULT: Duration = Duration::from_secs(10);
+
+/// An error a [`Prepare`] implementation returns.
+pub type PrepareError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Allocates segment files ahead of need, on the preparer thread.
+///
+/// A failure is not fatal: the writer creates the segment itself when it finds no
+/// prepared file (a slower rotation). Failures are counted
+/// ([`Telemetry::segments_prepare_failed`]) and the last one is kept
+/// ([`Recorder::preparer_error`]).
 pub trait Prepare: Send {
     /// Allocates the file of segment `index`, `size_bytes` long, unless it exists.
-    fn prepare(&mut self, index: u32, size_bytes: u64) -> Result<(), String>;
+    fn prepare(&mut self, index: u32, size_bytes: u64) -> Result<(), PrepareError>;
 }
 
 impl Prepare for fswal_backends::dir::DirPreparer {
-    fn prepare(&mut self, index: u32, size_bytes: u64) -> Result<(), String> {
-        fswal_backends::dir::DirPreparer::prepare(self, index, size_bytes)
-            .map_err(|e| e.to_string())
+    fn prepare(&mut self, index: u32, size_bytes: u64) -> Result<(), PrepareError> {
+        Ok(fswal_backends::dir::DirPreparer::prepare(
+            self, index, size_bytes,
+        )?)
     }
 }
 
-/// How a [`Recorder`] runs.
+/// How a [`Recorder`] runs: start from [`RecorderConfig::default`] and change what you
+/// need with the builder methods.
+#[non_exhaustive]
 pub struct RecorderConfig {
     /// The writer's configuration (segment size, retention, sync marks, ...).
     pub writer: WriterConfig,
@@ -91,6 +107,60 @@ pub struct RecorderConfig {
     pub spins_before_yield: u32,
     /// Prepares segment files ahead of need on a thread of its own, if given.
     pub preparer: Option<Box<dyn Prepare>>,
+    /// The most [`Recorder::append`] waits for room in a full ring before it returns
+    /// [`RecorderError::IoThreadStuck`] (default [`APPEND_WAIT_MAX_DEFAULT`]).
+    pub append_wait_max: Duration,
+}
+
+impl RecorderConfig {
+    /// The writer's configuration.
+    #[must_use]
+    pub fn writer(mut self, writer: WriterConfig) -> Self {
+        self.writer = writer;
+        self
+    }
+
+    /// Events the ring holds (rounded up to a power of two).
+    #[must_use]
+    pub fn ring_capacity(mut self, events: usize) -> Self {
+        self.ring_capacity = events;
+        self
+    }
+
+    /// Commit once this many events wait unsynced.
+    #[must_use]
+    pub fn commit_every_events(mut self, events: u64) -> Self {
+        self.commit_every_events = events;
+        self
+    }
+
+    /// Commit once the oldest unsynced event waited this long.
+    #[must_use]
+    pub fn commit_every(mut self, wait: Duration) -> Self {
+        self.commit_every = wait;
+        self
+    }
+
+    /// Spins before the engine thread yields its core on a full ring.
+    #[must_use]
+    pub fn spins_before_yield(mut self, spins: u32) -> Self {
+        self.spins_before_yield = spins;
+        self
+    }
+
+    /// Prepares segment files ahead of need on a thread of its own.
+    #[must_use]
+    pub fn preparer(mut self, preparer: Box<dyn Prepare>) -> Self {
+        self.preparer = Some(preparer);
+        self
+    }
+
+    /// The most an append waits for room in a full ring.
+    #[must_use]
+    pub fn append_wait_max(mut self, wait: Duration) -> Self {
+        self.append_wait_max = wait;
+        self
+    }
 }
 
 impl fmt::Debug for RecorderConfig {
@@ -102,6 +172,7 @@ impl fmt::Debug for RecorderConfig {
             .field("commit_every", &self.commit_every)
             .field("spins_before_yield", &self.spins_before_yield)
             .field("preparer", &self.preparer.is_some())
+            .field("append_wait_max", &self.append_wait_max)
             .finish()
     }
 }
@@ -115,66 +186,10 @@ impl Default for RecorderConfig {
             commit_every: Duration::from_micros(200),
             spins_before_yield: 20_000,
             preparer: None,
+            append_wait_max: APPEND_WAIT_MAX_DEFAULT,
         }
     }
 }
-
-/// Why the recorder did not take an event, or stopped.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RecorderError {
-    /// The event is not valid (id 0, an undefined enum value, non-zero padding).
-    InvalidEvent {
-        /// Its id.
-        event_id: u64,
-        /// What is wrong.
-        defect: EventDefect,
-    },
-    /// Its id is not greater than the last appended one.
-    EventIdNotIncreasing {
-        /// Its id.
-        event_id: u64,
-        /// The last appended id.
-        last_event_id: u64,
-    },
-    /// The I/O thread stopped on an error; nothing past the durable watermark may be
-    /// acknowledged. Reopen the log to recover.
-    Stopped(String),
-    /// Waiting for durability timed out.
-    TimedOut {
-        /// The id waited for.
-        event_id: u64,
-        /// The watermark reached.
-        durable_event_id: u64,
-    },
-}
-
-impl fmt::Display for RecorderError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::InvalidEvent { event_id, defect } => {
-                write!(f, "event {event_id} refused: {defect}")
-            }
-            Self::EventIdNotIncreasing {
-                event_id,
-                last_event_id,
-            } => write!(
-                f,
-                "event {event_id} refused: its id is not greater than the last appended {last_event_id}"
-            ),
-            Self::Stopped(why) => write!(f, "the recorder stopped: {why}"),
-            Self::TimedOut {
-                event_id,
-                durable_event_id,
-            } => write!(
-                f,
-                "event {event_id} not durable in time (durable through {durable_event_id})"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for RecorderError {}
 
 /// What the engine thread and the I/O thread share.
 struct Shared {
@@ -186,7 +201,9 @@ struct Shared {
     stop: AtomicBool,
     /// Set by the I/O thread when it stopped on an error.
     failed: AtomicBool,
-    error: Mutex<Option<String>>,
+    error: Mutex<Option<Failure>>,
+    /// The preparer's last failure, as text.
+    preparer_error: Mutex<Option<String>>,
     /// Waiters for durability sleep here; the I/O thread notifies after every commit.
     lock: Mutex<()>,
     committed: Condvar,
@@ -199,7 +216,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .unwrap_or_else(|| "unknown error".to_string());
+            .unwrap_or_else(|| Failure::message("the I/O thread stopped without an error"));
         RecorderError::Stopped(why)
     }
 
@@ -209,7 +226,7 @@ impl Shared {
         self.committed.notify_all();
     }
 
-    fn fail(&self, why: String) {
+    fn fail(&self, why: Failure) {
         *self.error.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
         self.failed.store(true, Ordering::Release);
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -222,9 +239,10 @@ pub struct Recorder {
     producer: ring::Producer<RequestEvent>,
     last_event_id: u64,
     spins_before_yield: u32,
+    append_wait_max: Duration,
     shared: Arc<Shared>,
     telemetry: Arc<Telemetry>,
-    io: Option<JoinHandle<Result<u64, String>>>,
+    io: Option<JoinHandle<Result<u64, Failure>>>,
     preparer: Option<JoinHandle<()>>,
 }
 
@@ -234,60 +252,117 @@ impl Recorder {
     pub fn start<S, C>(
         store: S,
         clock: C,
-        mut config: RecorderConfig,
-    ) -> Result<(Self, Recovery), fswal_core::Error<S::Error>>
+        config: RecorderConfig,
+    ) -> Result<(Self, Recovery), StartError<S::Error>>
     where
         S: SegmentStore + Send + 'static,
         S::Device: Send,
-        S::Error: fmt::Display,
+        S::Error: std::error::Error + Send + Sync + 'static,
+        C: Clock + Send + 'static,
+    {
+        Self::start_inner(store, clock, config, None)
+    }
+
+    /// Like [`Recorder::start`], and hands every event of the recovered log to
+    /// `on_event`, in order, once, from recovery's one verifying pass (see
+    /// [`WalWriter::open_replaying`]).
+    pub fn start_replaying<S, C>(
+        store: S,
+        clock: C,
+        config: RecorderConfig,
+        mut on_event: impl FnMut(&RequestEvent),
+    ) -> Result<(Self, Recovery), StartError<S::Error>>
+    where
+        S: SegmentStore + Send + 'static,
+        S::Device: Send,
+        S::Error: std::error::Error + Send + Sync + 'static,
+        C: Clock + Send + 'static,
+    {
+        Self::start_inner(store, clock, config, Some(&mut on_event))
+    }
+
+    fn start_inner<S, C>(
+        store: S,
+        clock: C,
+        mut config: RecorderConfig,
+        on_event: Option<&mut dyn FnMut(&RequestEvent)>,
+    ) -> Result<(Self, Recovery), StartError<S::Error>>
+    where
+        S: SegmentStore + Send + 'static,
+        S::Device: Send,
+        S::Error: std::error::Error + Send + Sync + 'static,
         C: Clock + Send + 'static,
     {
         let telemetry = Arc::new(Telemetry::new());
+        let shared = Arc::new(Shared {
+            durable: AtomicU64::new(0),
+            sync_requested: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            error: Mutex::new(None),
+            preparer_error: Mutex::new(None),
+            lock: Mutex::new(()),
+            committed: Condvar::new(),
+        });
         let (prepare_tx, preparer) = match config.preparer.take() {
             Some(mut p) => {
                 let (tx, rx) = mpsc::channel::<(u32, u64)>();
                 let tel = Arc::clone(&telemetry);
+                let prep_shared = Arc::clone(&shared);
                 let handle = thread::Builder::new()
                     .name("fswal-preparer".into())
                     .spawn(move || {
                         // Ends when the I/O thread drops the sender.
                         for (index, size) in rx {
-                            if p.prepare(index, size).is_ok() {
-                                tel.segments_prepared.fetch_add(1, Ordering::Relaxed);
+                            match p.prepare(index, size) {
+                                Ok(()) => {
+                                    tel.segments_prepared.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(e) => {
+                                    tel.segments_prepare_failed.fetch_add(1, Ordering::Relaxed);
+                                    *prep_shared
+                                        .preparer_error
+                                        .lock()
+                                        .unwrap_or_else(PoisonError::into_inner) =
+                                        Some(format!("segment {index}: {e}"));
+                                }
                             }
                         }
                     })
-                    .ok();
-                (Some(tx), handle)
+                    .map_err(|source| StartError::Spawn {
+                        thread: "preparer",
+                        source,
+                    })?;
+                (Some(tx), Some(handle))
             }
             None => (None, None),
         };
         let store = TimedStore::new(store, Arc::clone(&telemetry), prepare_tx);
-        let (writer, recovery) = WalWriter::open(store, clock, config.writer)?;
+        let opened = match on_event {
+            Some(f) => WalWriter::open_replaying(store, clock, config.writer, f),
+            None => WalWriter::open(store, clock, config.writer),
+        };
+        let (writer, recovery) = opened?;
         let durable = writer.durable_event_id();
         let last_event_id = writer.last_event_id();
+        shared.durable.store(durable, Ordering::Release);
         let (producer, consumer) = ring::ring(config.ring_capacity, RequestEvent::ZERO);
-        let shared = Arc::new(Shared {
-            durable: AtomicU64::new(durable),
-            sync_requested: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
-            failed: AtomicBool::new(false),
-            error: Mutex::new(None),
-            lock: Mutex::new(()),
-            committed: Condvar::new(),
-        });
         let io_shared = Arc::clone(&shared);
         let io_telemetry = Arc::clone(&telemetry);
         let budget = (config.commit_every_events.max(1), config.commit_every);
         let io = thread::Builder::new()
             .name("fswal-io".into())
             .spawn(move || io_loop(writer, consumer, &io_shared, &io_telemetry, budget))
-            .map_err(|_| fswal_core::Error::LogicBug("could not start the I/O thread"))?;
+            .map_err(|source| StartError::Spawn {
+                thread: "I/O",
+                source,
+            })?;
         Ok((
             Self {
                 producer,
                 last_event_id,
                 spins_before_yield: config.spins_before_yield,
+                append_wait_max: config.append_wait_max,
                 shared,
                 telemetry,
                 io: Some(io),
@@ -319,8 +394,9 @@ impl Recorder {
         if let Err(mut value) = self.producer.try_push(*event) {
             self.telemetry.ring_full.fetch_add(1, Ordering::Relaxed);
             let mut spins = 0u32;
-            // Bounded by the I/O thread: it drains the ring or fails, and a failure ends
-            // the wait.
+            // Bounded by the I/O thread, which drains the ring or fails (a failure ends
+            // the wait), and by `append_wait_max`, for an I/O thread that does neither
+            // (a device that stopped answering).
             loop {
                 if self.shared.failed.load(Ordering::Acquire) {
                     return Err(self.shared.error());
@@ -336,6 +412,14 @@ impl Recorder {
                     self.telemetry
                         .ring_full_yields
                         .fetch_add(1, Ordering::Relaxed);
+                    let waited = start.elapsed();
+                    if waited >= self.append_wait_max {
+                        return Err(RecorderError::IoThreadStuck {
+                            event_id,
+                            waited,
+                            durable_event_id: self.durable_event_id(),
+                        });
+                    }
                     thread::yield_now();
                 }
             }
@@ -404,6 +488,17 @@ impl Recorder {
         &self.telemetry
     }
 
+    /// The preparer's last failure (the segment and why), if it ever failed; how many
+    /// failed is [`Telemetry::segments_prepare_failed`].
+    #[must_use]
+    pub fn preparer_error(&self) -> Option<String> {
+        self.shared
+            .preparer_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Drains the ring, seals the log and stops the threads; returns the final durable
     /// watermark.
     pub fn close(mut self) -> Result<u64, RecorderError> {
@@ -415,7 +510,7 @@ impl Recorder {
         let result = match self.io.take() {
             Some(io) => io
                 .join()
-                .map_err(|_| RecorderError::Stopped("the I/O thread panicked".into()))?
+                .map_err(|_| RecorderError::Stopped(Failure::message("the I/O thread panicked")))?
                 .map_err(RecorderError::Stopped),
             None => Ok(self.durable_event_id()),
         };
@@ -442,17 +537,18 @@ fn io_loop<S, C>(
     shared: &Shared,
     telemetry: &Telemetry,
     (commit_events, commit_every): (u64, Duration),
-) -> Result<u64, String>
+) -> Result<u64, Failure>
 where
     S: SegmentStore,
-    S::Error: fmt::Display,
+    S::Error: std::error::Error + Send + Sync + 'static,
     C: Clock,
 {
     let mut unsynced = 0u64;
     let mut batch = [RequestEvent::ZERO; BLOCK_EVENTS_MAX];
     let mut oldest: Option<Instant> = None;
     let mut idle_since: Option<Instant> = None;
-    let fail = |why: String| {
+    let fail = |e: fswal_core::Error<S::Error>| {
+        let why = Failure::new(e);
         shared.fail(why.clone());
         why
     };
@@ -465,9 +561,7 @@ where
             let Some(events) = batch.get(..n).filter(|b| !b.is_empty()) else {
                 break;
             };
-            writer
-                .append_batch(events)
-                .map_err(|e| fail(e.to_string()))?;
+            writer.append_batch(events).map_err(fail)?;
             drained += n;
             unsynced += n as u64;
             oldest.get_or_insert_with(Instant::now);
@@ -484,7 +578,7 @@ where
                 || stopping);
         if due {
             let start = Instant::now();
-            let durable = writer.sync().map_err(|e| fail(e.to_string()))?;
+            let durable = writer.sync().map_err(fail)?;
             telemetry.commit_ns.record(ns_since(start));
             telemetry.commits.fetch_add(1, Ordering::Relaxed);
             shared.publish(durable);
@@ -492,7 +586,7 @@ where
             oldest = None;
         }
         if stopping {
-            let durable = writer.close().map_err(|e| fail(e.to_string()))?;
+            let durable = writer.close().map_err(fail)?;
             shared.publish(durable);
             return Ok(durable);
         }
@@ -612,6 +706,110 @@ mod tests {
     }
 
     #[test]
+    fn an_append_waits_for_a_stuck_io_thread_only_so_long() {
+        // The clock stamps the first segment's header on the I/O thread: holding it
+        // holds the thread, as a device that stopped answering would.
+        let stalled = Arc::new(AtomicBool::new(false));
+        let held = Arc::clone(&stalled);
+        let clock = move || {
+            while held.load(Ordering::Acquire) {
+                thread::sleep(Duration::from_millis(1));
+            }
+            1u64
+        };
+        let cfg = RecorderConfig {
+            ring_capacity: 2,
+            spins_before_yield: 10,
+            append_wait_max: Duration::from_millis(50),
+            ..config()
+        };
+        let (mut r, _) = Recorder::start(MemStore::new(), clock, cfg).unwrap();
+        stalled.store(true, Ordering::Release);
+        let mut refused = None;
+        for i in 1..=100 {
+            if let Err(e) = r.append(&reference_event(i)) {
+                refused = Some((i, e));
+                break;
+            }
+        }
+        let (i, e) = refused.expect("a full ring behind a stuck thread is reported");
+        assert!(
+            matches!(e, RecorderError::IoThreadStuck { event_id, waited, durable_event_id: 0 }
+                if event_id == i && waited >= Duration::from_millis(50)),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("I/O thread took no event"), "{e}");
+        // The event was not taken: once the thread moves again, it can be appended.
+        assert_eq!(r.last_event_id(), i - 1);
+        stalled.store(false, Ordering::Release);
+        r.append(&reference_event(i)).unwrap();
+        assert_eq!(r.close().unwrap(), i);
+    }
+
+    #[test]
+    fn preparer_failures_are_counted_and_kept() {
+        struct Failing;
+        impl Prepare for Failing {
+            fn prepare(&mut self, index: u32, _size_bytes: u64) -> Result<(), PrepareError> {
+                Err(format!("no room for segment {index}").into())
+            }
+        }
+        let store = MemStore::new();
+        let cfg = RecorderConfig {
+            preparer: Some(Box::new(Failing)),
+            ..config()
+        };
+        let (mut r, _) = Recorder::start(store.clone(), || 1u64, cfg).unwrap();
+        // Three segments of 4096 events: the preparer is asked for the next ones.
+        for i in 1..=3 * 4096 {
+            r.append(&reference_event(i)).unwrap();
+        }
+        r.sync(Duration::from_secs(5)).unwrap();
+        let t = Arc::clone(r.telemetry());
+        // The preparer runs on its own thread: give it a moment to report.
+        for _ in 0..1000 {
+            if r.preparer_error().is_some() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        let why = r.preparer_error().expect("the failure is kept");
+        assert!(why.contains("no room for segment"), "{why}");
+        assert_eq!(
+            r.close().unwrap(),
+            3 * 4096,
+            "a failed preparation is not fatal"
+        );
+        assert!(t.segments_prepare_failed.load(Ordering::Relaxed) >= 1);
+        assert_eq!(t.segments_prepared.load(Ordering::Relaxed), 0);
+        assert_eq!(replay_ids(store.snapshot()).0.len(), 3 * 4096);
+    }
+
+    #[test]
+    fn start_replaying_hands_the_recovered_events_once() {
+        let store = MemStore::new();
+        let (mut r, _) = Recorder::start(store.clone(), || 1u64, config()).unwrap();
+        for i in 1..=5000 {
+            r.append(&reference_event(i)).unwrap();
+        }
+        r.close().unwrap();
+        let mut seen = Vec::new();
+        let (mut r, rec) = Recorder::start_replaying(
+            store.clone(),
+            || 1u64,
+            config(),
+            |e: &RequestEvent| {
+                seen.push(e.event_id());
+            },
+        )
+        .unwrap();
+        assert!(seen.iter().copied().eq(1..=5000));
+        assert_eq!((rec.summary.events, r.last_event_id()), (5000, 5000));
+        r.append(&reference_event(5001)).unwrap();
+        assert_eq!(r.close().unwrap(), 5001);
+    }
+
+    #[test]
     fn an_io_error_stops_the_recorder_and_is_reported() {
         let store = FaultStore::new();
         let (mut r, _) = Recorder::start(store.clone(), || 1u64, config()).unwrap();
@@ -632,9 +830,16 @@ mod tests {
                 }
             }
         }
+        // The writer's error is kept whole, its type and its device error included.
+        let Some(RecorderError::Stopped(failure)) = &stopped else {
+            panic!("{stopped:?}");
+        };
+        let kept = failure
+            .error()
+            .downcast_ref::<fswal_core::Error<fswal_core::mem::MemError>>();
         assert!(
-            matches!(stopped, Some(RecorderError::Stopped(_))),
-            "{stopped:?}"
+            matches!(kept, Some(fswal_core::Error::Device(_))),
+            "{failure:?}"
         );
         let durable = r.durable_event_id();
         assert!(r.wait_durable(durable + 1, Duration::from_secs(1)).is_err());

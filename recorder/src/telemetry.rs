@@ -9,6 +9,7 @@ use crate::histogram::Histogram;
 /// The recorder's measurements. Every field is updated lock-free; reading them while
 /// the recorder runs gives each value as of some moment of the run.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Telemetry {
     /// Engine-thread latency of `append`, ns: the copy into the ring, and any wait for
     /// room in it.
@@ -38,6 +39,10 @@ pub struct Telemetry {
     pub segments_created: AtomicU64,
     /// Segment files prepared ahead of need.
     pub segments_prepared: AtomicU64,
+    /// Segment files the preparer failed to allocate (the writer then creates the
+    /// segment itself, at the cost of a slower rotation); the last failure is
+    /// [`crate::Recorder::preparer_error`].
+    pub segments_prepare_failed: AtomicU64,
 }
 
 fn load(a: &AtomicU64) -> u64 {
@@ -61,7 +66,7 @@ impl Telemetry {
         ]
     }
 
-    fn counters(&self) -> [(&'static str, &'static str, u64); 8] {
+    fn counters(&self) -> [(&'static str, &'static str, u64); 9] {
         [
             (
                 "events_total",
@@ -94,6 +99,11 @@ impl Telemetry {
                 "segments_prepared_total",
                 "segment files prepared ahead of need",
                 load(&self.segments_prepared),
+            ),
+            (
+                "segments_prepare_failed_total",
+                "segment files the preparer failed to allocate",
+                load(&self.segments_prepare_failed),
             ),
         ]
     }

@@ -96,11 +96,9 @@ where
     D: SegmentFile + Send + 'static,
 {
     let store = SegmentDir::<D>::open_for_append(dir)?.prepare_ahead(false);
-    let config = RecorderConfig {
-        writer: WriterConfig::default(),
-        preparer: Some(Box::new(store.preparer())),
-        ..RecorderConfig::default()
-    };
+    let config = RecorderConfig::default()
+        .writer(WriterConfig::default())
+        .preparer(Box::new(store.preparer()));
     let (mut recorder, _) = Recorder::start(store, wall_clock_ns, config)
         .map_err(|e| CliError::new(format!("{}: {e}", dir.display())))?;
     let fail = |e: fswal_recorder::RecorderError| CliError::new(format!("{}: {e}", dir.display()));
