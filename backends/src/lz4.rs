@@ -16,8 +16,9 @@
 //! | fswal's earlier container (magic `FSWALZ4\x01`, [`CONTAINER_V1_MAGIC`]) | `FswalContainerV1` | random access from its chunk table |
 //!
 //! The C++ recorder writes one frame of 4 MiB **linked** blocks without a content
-//! checksum: fswal reads it as a foreign frame. Its legacy format (`lz4 -l`, magic
-//! `02 21 4C 18`) and frames that need an external dictionary are refused.
+//! checksum: fswal reads it as a foreign frame, and [`recompress`] gives it an index.
+//! LZ4's legacy format (`lz4 -l`, magic `02 21 4C 18`) and frames that need an
+//! external dictionary are refused.
 //!
 //! # The format fswal writes
 //!
@@ -66,9 +67,10 @@
 //! 0       15                                       E         E + 4       F               EOF
 //! ```
 //!
-//! Every byte is covered by a checksum: the frame's descriptor by HC, each block by its
-//! checksum (and, once decompressed, by its hash in the index), the content by the
-//! content checksum and the index's raw_xxh64, and the index by its own checksum.
+//! Every byte is covered by a checksum or a structural check: the frame's descriptor
+//! by HC, each block by its checksum (and, once decompressed, by its hash in the
+//! index), the size words and the EndMark by the walk and the index, the content by the
+//! content checksum and the index's raw_xxh64, the index by its own checksum.
 //!
 //! # Reading
 //!
@@ -87,7 +89,9 @@
 //! matches the walked frame exactly (independent blocks, raw block size equal to the
 //! block maximum, content length equal to the frame's content size, block count
 //! `ceil(length / block size)`, every entry's word offset and size word equal to the
-//! walked block's, the data frame's length), or opening fails. The index is never
+//! walked block's, the data frame's length), or opening fails. (An index frame whose
+//! magic was changed into another skippable frame's is skipped, as decoders do: the
+//! file is then read as a foreign frame, fully checked.) The index is never
 //! trusted for the data: each block read is checked against its block checksum, its
 //! raw length and its hash in the index, so an index copied from another file (or
 //! forged with a correct checksum) yields an error, not other bytes.
@@ -100,8 +104,9 @@
 //! reader keeps the decoder's history after the last block it decoded (so reading
 //! forward decompresses each block once) and up to [`SNAPSHOT_COUNT_MAX`] copies of the
 //! history, taken at evenly spaced blocks during the pass at open, so that any other
-//! read decompresses at most the blocks since the nearest copy (about 1/64 of the
-//! linked blocks, plus one).
+//! read decompresses at most the blocks since the nearest copy: at most
+//! `ceil(linked blocks / 64)`, about 1/64 of the segment. A frame starts with no
+//! history, so concatenated frames never share one.
 //!
 //! Every violation is a [`FileError`] of kind `InvalidData` naming the file and the
 //! offset in the compressed file where the bad bytes are, and never a panic; nothing
@@ -113,20 +118,70 @@
 //!
 //! # Memory
 //!
-//! Bounded whatever the segment's size: a device holds one block's stored bytes and
-//! one block's raw bytes (at most 4 MiB each, 1 MiB for what fswal writes), the
+//! Bounded whatever the segment's size. A frame device holds one block's stored bytes
+//! and one block's raw bytes (at most 4 MiB each; 1 MiB for what fswal writes), the
 //! 64 KiB history and at most [`SNAPSHOT_COUNT_MAX`] copies of it (4 MiB), 40 bytes a
 //! block (at most [`BLOCK_COUNT_MAX`] blocks: about 5 MiB; 330 KB for the largest
-//! segment fswal writes) and 64 bytes a data frame: under 18 MiB at worst, about
-//! 2.5 MiB for the files fswal writes. Opening reads the index whole (at most about
-//! 3 MiB).
+//! segment fswal writes) and 56 bytes a data frame (at most [`DATA_FRAME_COUNT_MAX`]):
+//! under 18 MiB at worst, about 2.5 MiB for the files fswal writes. Opening an indexed
+//! file also reads the index whole, briefly (at most 24 bytes a block, twice).
 //!
 //! # The earlier container
 //!
-//! Described in [`CONTAINER_V1_MAGIC`]'s module (`lz4/container.rs`): a 64-byte header,
-//! a checksummed chunk table, and 1 MiB chunks of LZ4 block format. fswal no longer
-//! writes it; [`recompress`] (the `fswal convert` command) turns it into the format
-//! above.
+//! fswal wrote this format (magic `FSWALZ4\x01`, [`CONTAINER_V1_MAGIC`]) before it
+//! wrote standard frames. Only fswal reads it; it is still read with random access,
+//! never written, and [`recompress`] (behind `fswal convert`) turns it into the format
+//! above. It is cut into independently compressed chunks of 1 MiB raw bytes in LZ4's
+//! *block* format (no frame), listed in a checksummed table.
+//!
+//! Little-endian integers throughout. XXH64 is the same hash as the segment format's,
+//! with the seeds given below.
+//!
+//! ```text
+//! offset                         size  field
+//! ------------------------------ ----  -------------------------------------------------
+//! header (64 bytes)
+//!   0                               8  magic               b"FSWALZ4\x01"
+//!   8                               8  raw_len_bytes       u64: the segment's length
+//!  16                               4  chunk_bytes         u32: 1048576 (1 MiB)
+//!  20                               4  chunk_count         u32: ceil(raw_len_bytes / chunk_bytes)
+//!  24                               8  raw_xxh64           u64: XXH64(whole segment, seed 0)
+//!  32                              24  reserved            zero
+//!  56                               8  header_xxh64        u64: XXH64(bytes 0..56, seed 0)
+//! chunk table (chunk_count entries of 24 bytes, then 8 bytes)
+//!  64 + 24*i                        8  compressed_offset   u64: from the start of the file
+//!  64 + 24*i + 8                    4  compressed_len      u32: bytes of LZ4 block data
+//!  64 + 24*i + 12                   4  reserved            zero
+//!  64 + 24*i + 16                   8  raw_xxh64           u64: XXH64(chunk's raw bytes, seed 0)
+//!  64 + 24*n                        8  table_xxh64         u64: XXH64(the n entries,
+//!                                                           seed header_xxh64)
+//! chunks (from data_start = 64 + 24*n + 8 to the end of the file)
+//!  compressed_offset of chunk i   len  LZ4 block format (no size prefix, no frame)
+//! ```
+//!
+//! ```text
+//! +--------+------------------------------+-----------+---------+---------+-----+-----------+
+//! | header | entry 0 | entry 1 | ... | n-1 | table_xx  | chunk 0 | chunk 1 | ... | chunk n-1 |
+//! +--------+------------------------------+-----------+---------+---------+-----+-----------+
+//! 0        64                             64+24n      data_start                       EOF
+//! ```
+//!
+//! Chunk `i` holds the raw bytes `i * chunk_bytes ..` up to the next chunk or the end of
+//! the segment, so every chunk but the last has exactly `chunk_bytes` raw bytes. The
+//! chunks follow the table back to back in order, and the last one ends at the end of
+//! the file: nothing else is in the file.
+//!
+//! The table checksum is seeded with the header's so that a table is only accepted
+//! behind the header it was written with. Together with the per-chunk hashes, every
+//! byte of the file is covered by a checksum.
+//!
+//! Opening checks the magic, the header checksum, the reserved bytes, the chunk size,
+//! the segment length (at most [`SEGMENT_SIZE_BYTES_MAX`]) against the chunk count, the
+//! table checksum, and that the chunks are contiguous, no longer than LZ4's worst case
+//! for their raw length, and end exactly at the end of the file; reading a chunk
+//! checks its raw length and hash; the whole-segment hash is checked by
+//! [`Lz4Device::verify_contents`]. A container device holds at most one raw and one
+//! compressed chunk (about 2 MiB).
 
 use std::boxed::Box;
 use std::fmt;

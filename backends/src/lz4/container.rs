@@ -7,48 +7,7 @@
 //! bytes in LZ4's *block* format, listed in a table: a read decompresses only the
 //! chunks it covers.
 //!
-//! # Container format
-//!
-//! Little-endian integers throughout. XXH64 is the same hash as the segment format's,
-//! with the seeds given below.
-//!
-//! ```text
-//! offset                         size  field
-//! ------------------------------ ----  -------------------------------------------------
-//! header (64 bytes)
-//!   0                               8  magic               b"FSWALZ4\x01"
-//!   8                               8  raw_len_bytes       u64: the segment's length
-//!  16                               4  chunk_bytes         u32: 1048576 (CHUNK_SIZE_BYTES)
-//!  20                               4  chunk_count         u32: ceil(raw_len_bytes / chunk_bytes)
-//!  24                               8  raw_xxh64           u64: XXH64(whole segment, seed 0)
-//!  32                              24  reserved            zero
-//!  56                               8  header_xxh64        u64: XXH64(bytes 0..56, seed 0)
-//! chunk table (chunk_count entries of 24 bytes, then 8 bytes)
-//!  64 + 24*i                        8  compressed_offset   u64: from the start of the file
-//!  64 + 24*i + 8                    4  compressed_len      u32: bytes of LZ4 block data
-//!  64 + 24*i + 12                   4  reserved            zero
-//!  64 + 24*i + 16                   8  raw_xxh64           u64: XXH64(chunk's raw bytes, seed 0)
-//!  64 + 24*n                        8  table_xxh64         u64: XXH64(the n entries,
-//!                                                           seed header_xxh64)
-//! chunks (from data_start = 64 + 24*n + 8 to the end of the file)
-//!  compressed_offset of chunk i   len  LZ4 block format (no size prefix, no frame)
-//! ```
-//!
-//! ```text
-//! +--------+------------------------------+-----------+---------+---------+-----+-----------+
-//! | header | entry 0 | entry 1 | ... | n-1 | table_xx  | chunk 0 | chunk 1 | ... | chunk n-1 |
-//! +--------+------------------------------+-----------+---------+---------+-----+-----------+
-//! 0        64                             64+24n      data_start                       EOF
-//! ```
-//!
-//! Chunk `i` holds the raw bytes `i * chunk_bytes ..` up to the next chunk or the end of
-//! the segment, so every chunk but the last has exactly `chunk_bytes` raw bytes. The
-//! chunks follow the table back to back in order, and the last one ends at the end of
-//! the file: nothing else is in the file.
-//!
-//! The table checksum is seeded with the header's so that a table is only accepted
-//! behind the header it was written with. Together with the per-chunk hashes, every
-//! byte of the file is covered by a checksum.
+//! The layout is in the [module docs](super) of `lz4`, section "The earlier container".
 //!
 //! # Distrust
 //!

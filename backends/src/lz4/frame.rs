@@ -1470,6 +1470,18 @@ mod tests {
     }
 
     #[test]
+    fn the_records_are_as_small_as_the_module_docs_say() {
+        // "40 bytes a block and 56 bytes a data frame"
+        assert_eq!(std::mem::size_of::<Block>(), 40);
+        assert_eq!(std::mem::size_of::<FrameInfo>(), 56);
+        assert_eq!(BLOCK_COUNT_MAX, 131_585);
+        assert_eq!(
+            index::payload_len_bytes(BLOCK_COUNT_MAX),
+            Some(48 + 24 * 131_585)
+        );
+    }
+
+    #[test]
     fn header_checksums_match_the_lz4_command() {
         // Headers `lz4` 1.9.4 wrote: the default from a pipe (FLG 0x64, BD 0x40), the
         // C++ recorder's (linked, 4 MiB, no checksum: 0x40, 0x70), and
