@@ -148,7 +148,9 @@ pub struct Summary {
     pub first_event_id: Option<u64>,
     /// Id of the last verified event.
     pub last_event_id: Option<u64>,
-    /// Non-empty block slots passed over without being verified (diagnostic mode).
+    /// Non-empty block slots whose events were not replayed (diagnostic mode): each
+    /// damaged block, and every non-blank slot the resynchronising scan passed over
+    /// after it. 0 in strict mode, which stops at the first problem.
     pub skipped_blocks: u64,
     /// Whether the last segment opened has an open (never sealed) header.
     pub open_segment: bool,
@@ -397,11 +399,20 @@ impl<S: SegmentStore> Replay<S> {
                 State::Slot => match self.slot()? {
                     None => {}
                     Some(SlotOutcome::Accepted { slot }) => return Ok(Some(self.accepted(slot))),
-                    Some(SlotOutcome::Problem(issue, from)) => {
+                    Some(SlotOutcome::Problem {
+                        issue,
+                        from,
+                        occupied,
+                    }) => {
+                        // A damaged block's events are not replayed either: it counts
+                        // with the slots the scan passes over after it.
+                        if occupied && self.mode == Mode::Diagnostic {
+                            self.summary.skipped_blocks += 1;
+                        }
                         return self.problem(issue, from).map(Some);
                     }
                     Some(SlotOutcome::Hole(issue, found)) => {
-                        return Ok(Some(self.record_problem(issue, Some(found))));
+                        return Ok(Some(self.record_problem(issue, Scan::Found(found))));
                     }
                 },
                 State::EndOfSegment => {
@@ -412,7 +423,7 @@ impl<S: SegmentStore> Replay<S> {
                 State::Finish => {
                     self.state = State::Done;
                     if let Some(issue) = self.durable_data_missing() {
-                        return Ok(Some(self.record_problem(issue, None)));
+                        return Ok(Some(self.record_problem(issue, Scan::END)));
                     }
                 }
             }
@@ -605,11 +616,20 @@ impl<S: SegmentStore> Replay<S> {
         let here = ScanFrom::Slot {
             slot: slot.saturating_add(1),
         };
+        // A problem at this slot; `occupied` when the slot holds bytes, a block whose
+        // events are not replayed.
+        let problem = |issue, occupied| {
+            Ok(Some(SlotOutcome::Problem {
+                issue,
+                from: here,
+                occupied,
+            }))
+        };
         match read_slot(&mut cur.device, slot, &mut self.buf)? {
-            SlotRead::Beyond | SlotRead::Partial { .. } if sealed.is_some() => {
+            read @ (SlotRead::Beyond | SlotRead::Partial { .. }) if sealed.is_some() => {
                 let declared_blocks = sealed.map_or(0, |t| t.block_count);
                 let present_slots = cur.slots;
-                Ok(Some(SlotOutcome::Problem(
+                problem(
                     Issue {
                         offset_bytes: cur.device.len_bytes(),
                         ..issue(Reason::SegmentTruncated {
@@ -617,21 +637,17 @@ impl<S: SegmentStore> Replay<S> {
                             present_slots,
                         })
                     },
-                    here,
-                )))
+                    matches!(read, SlotRead::Partial { .. }),
+                )
             }
             SlotRead::Beyond => {
                 self.state = State::EndOfSegment;
                 Ok(None)
             }
-            SlotRead::Partial { present_bytes } => Ok(Some(SlotOutcome::Problem(
-                issue(Reason::TruncatedBlock { present_bytes }),
-                here,
-            ))),
-            SlotRead::Blank if sealed.is_some() => Ok(Some(SlotOutcome::Problem(
-                issue(Reason::MissingBlock),
-                here,
-            ))),
+            SlotRead::Partial { present_bytes } => {
+                problem(issue(Reason::TruncatedBlock { present_bytes }), true)
+            }
+            SlotRead::Blank if sealed.is_some() => problem(issue(Reason::MissingBlock), false),
             SlotRead::Blank => {
                 // The end of an open segment, unless valid data follows the empty slot in
                 // the same segment. (Valid data in a later segment is judged at the end
@@ -645,11 +661,13 @@ impl<S: SegmentStore> Replay<S> {
                     &mut self.buf,
                 )?;
                 match found {
-                    Some(found) => Ok(Some(SlotOutcome::Hole(
+                    Scan::Found(found) => Ok(Some(SlotOutcome::Hole(
                         issue(Reason::HoleBeforeData),
                         found,
                     ))),
-                    None => {
+                    // Bytes after the end of an open segment that no valid block follows
+                    // are past its end (an unsynced tail), not damage, and not counted.
+                    Scan::End { .. } => {
                         self.state = State::EndOfSegment;
                         Ok(None)
                     }
@@ -661,7 +679,7 @@ impl<S: SegmentStore> Replay<S> {
                     .as_mut()
                     .ok_or(Error::LogicBug("cursor vanished"))?;
                 if self.buf.header.is_blank() {
-                    return Ok(Some(SlotOutcome::Problem(issue(Reason::TornBlock), here)));
+                    return problem(issue(Reason::TornBlock), true);
                 }
                 let checked = match cur.chain {
                     // Both checksums in one pass over the events.
@@ -672,11 +690,12 @@ impl<S: SegmentStore> Replay<S> {
                         .and_then(|()| self.buf.check_link(None, self.last_event_id)),
                 };
                 if let Err(reason) = checked {
-                    return Ok(Some(SlotOutcome::Problem(issue(reason), here)));
+                    return problem(issue(reason), true);
                 }
                 if self.must_be_last.is_some() {
                     // Data after an open segment that had to be the last one.
-                    return Ok(Some(SlotOutcome::Problem(self.gap_before(), here)));
+                    let gap = self.gap_before();
+                    return problem(gap, true);
                 }
                 let h = &self.buf.header;
                 // A valid block, but where the watermark's record names another one: not
@@ -685,7 +704,7 @@ impl<S: SegmentStore> Replay<S> {
                     self.check
                         .block(segment, slot, h.chained_checksum(), h.last_event_id())
                 {
-                    return Ok(Some(SlotOutcome::Problem(mismatch, here)));
+                    return problem(mismatch, true);
                 }
                 let count = u32::from(h.event_count());
                 cur.chain = Some(h.chained_checksum());
@@ -808,14 +827,14 @@ impl<S: SegmentStore> Replay<S> {
         Ok(self.record_problem(issue, next))
     }
 
-    fn record_problem(&mut self, issue: Issue, next: Option<Found>) -> Step<'_> {
+    fn record_problem(&mut self, issue: Issue, next: Scan) -> Step<'_> {
         self.summary.issues += 1;
         if self.summary.first_issue.is_none() {
             self.summary.first_issue = Some(issue);
         }
         // A log that is not the acknowledged history is damaged whatever follows.
         let replaced = matches!(issue.reason, Reason::WatermarkMismatch { .. });
-        let status = if next.is_some() || replaced {
+        let status = if matches!(next, Scan::Found(_)) || replaced {
             Status::Corrupt
         } else {
             Status::Truncated
@@ -824,11 +843,16 @@ impl<S: SegmentStore> Replay<S> {
             self.summary.status = status;
         }
         match (self.mode, next) {
-            (Mode::Diagnostic, Some(found)) => {
+            (Mode::Diagnostic, Scan::Found(found)) => {
                 self.summary.skipped_blocks += found.skipped_blocks;
                 self.resume_at(found);
             }
-            _ => self.state = State::Done,
+            // Nothing valid follows: what the scan passed over is not replayed either.
+            (Mode::Diagnostic, Scan::End { skipped_blocks }) => {
+                self.summary.skipped_blocks += skipped_blocks;
+                self.state = State::Done;
+            }
+            (Mode::Strict, _) => self.state = State::Done,
         }
         Step::Issue(issue)
     }
@@ -858,33 +882,27 @@ impl<S: SegmentStore> Replay<S> {
 
     /// The first block after `slot` of the current segment, or in a later segment,
     /// that is valid on its own and starts after `min_id`.
-    fn find_valid_after(
-        &mut self,
-        slot: u32,
-        min_id: u64,
-    ) -> Result<Option<Found>, Error<S::Error>> {
+    fn find_valid_after(&mut self, slot: u32, min_id: u64) -> Result<Scan, Error<S::Error>> {
+        let mut passed = 0u64;
         if let Some(cur) = self.cursor.as_mut() {
             let end = cur
                 .sealed()
                 .map_or(cur.slots, |t| t.block_count.min(cur.slots));
-            let found = scan_slots(&mut cur.device, cur.index, slot, end, min_id, &mut self.buf)?;
-            if found.is_some() {
-                return Ok(found);
+            match scan_slots(&mut cur.device, cur.index, slot, end, min_id, &mut self.buf)? {
+                Scan::Found(found) => return Ok(Scan::Found(found)),
+                Scan::End { skipped_blocks } => passed = skipped_blocks,
             }
         }
-        self.find_valid_in_later_segments(min_id)
+        Ok(self.find_valid_in_later_segments(min_id)?.after(passed))
     }
 
     /// The first valid block, starting after `min_id`, in the segments after the
     /// current one.
-    fn find_valid_in_later_segments(
-        &mut self,
-        min_id: u64,
-    ) -> Result<Option<Found>, Error<S::Error>> {
+    fn find_valid_in_later_segments(&mut self, min_id: u64) -> Result<Scan, Error<S::Error>> {
         let after = match (&self.cursor, self.state) {
             (Some(cur), _) => cur.index,
             (None, State::OpenSegment { index, .. }) => index,
-            (None, _) => return Ok(None),
+            (None, _) => return Ok(Scan::END),
         };
         let mut skipped_blocks = 0u64;
         let mut index = after;
@@ -902,14 +920,12 @@ impl<S: SegmentStore> Replay<S> {
                     end = t.block_count.min(slots);
                 }
             }
-            if let Some(mut found) = scan_slots(&mut device, index, 0, end, min_id, &mut self.buf)?
-            {
-                found.skipped_blocks += skipped_blocks;
-                return Ok(Some(found));
+            match scan_slots(&mut device, index, 0, end, min_id, &mut self.buf)? {
+                Scan::Found(found) => return Ok(Scan::Found(found).after(skipped_blocks)),
+                Scan::End { skipped_blocks: n } => skipped_blocks += n,
             }
-            skipped_blocks += u64::from(end);
         }
-        Ok(None)
+        Ok(Scan::End { skipped_blocks })
     }
 }
 
@@ -922,10 +938,48 @@ struct Found {
     skipped_blocks: u64,
 }
 
+/// What the forward scan after a problem came to.
+#[derive(Clone, Copy, Debug)]
+enum Scan {
+    /// A block valid on its own, with ids after the last accepted one.
+    Found(Found),
+    /// The end of what it looked at, with no such block.
+    End {
+        /// Non-blank slots passed over.
+        skipped_blocks: u64,
+    },
+}
+
+impl Scan {
+    /// The end, with nothing passed over.
+    const END: Self = Self::End { skipped_blocks: 0 };
+
+    /// This scan, after `passed` non-blank slots an earlier part of it passed over.
+    fn after(self, passed: u64) -> Self {
+        match self {
+            Self::Found(found) => Self::Found(Found {
+                skipped_blocks: found.skipped_blocks.saturating_add(passed),
+                ..found
+            }),
+            Self::End { skipped_blocks } => Self::End {
+                skipped_blocks: skipped_blocks.saturating_add(passed),
+            },
+        }
+    }
+}
+
 /// What reading a slot led to.
 enum SlotOutcome {
-    Accepted { slot: u32 },
-    Problem(Issue, ScanFrom),
+    Accepted {
+        slot: u32,
+    },
+    /// A problem at the slot, and where the scan for valid data goes on from.
+    Problem {
+        issue: Issue,
+        from: ScanFrom,
+        /// Whether the slot holds bytes: a block whose events are not replayed.
+        occupied: bool,
+    },
     Hole(Issue, Found),
 }
 
@@ -969,7 +1023,7 @@ fn scan_slots<D: BlockDevice>(
     end: u32,
     min_id: u64,
     buf: &mut Block,
-) -> Result<Option<Found>, D::Error> {
+) -> Result<Scan, D::Error> {
     let mut skipped_blocks = 0u64;
     for slot in from..end {
         let offset = block_offset_bytes(slot);
@@ -987,7 +1041,7 @@ fn scan_slots<D: BlockDevice>(
         if header.check(slot).is_ok() && header.first_event_id() > min_id {
             device.read_exact_at(offset, buf.as_mut_bytes())?;
             if buf.check_alone(slot).is_ok() {
-                return Ok(Some(Found {
+                return Ok(Scan::Found(Found {
                     segment,
                     slot,
                     skipped_blocks,
@@ -996,7 +1050,7 @@ fn scan_slots<D: BlockDevice>(
         }
         skipped_blocks += 1;
     }
-    Ok(None)
+    Ok(Scan::End { skipped_blocks })
 }
 
 /// Passes of the state machine per step; see [`Replay::step`].
@@ -1039,6 +1093,50 @@ mod tests {
         assert!(r.ids.is_empty());
         assert_eq!(r.summary.status, Status::Ok);
         assert_eq!(r.summary.tail, None);
+    }
+
+    /// Flips a bit inside the first event of block `slot` of segment `seg`.
+    fn damage_block(store: &mut MemStore, seg: u32, slot: u32) {
+        flip(store, seg, block_offset_bytes(slot) + 64 + 100);
+    }
+
+    #[test]
+    fn skipped_blocks_counts_the_damaged_block_and_the_slots_passed_over() {
+        // Blocks 5, 6 and 7 damaged: block 5 is the issue, 6 and 7 are passed over by
+        // the scan that resynchronises on block 8.
+        let mut store = reference_log(10_000, 16, true);
+        for slot in 5..=7 {
+            damage_block(&mut store, 0, slot);
+        }
+        let d = replay(&mut store, Mode::Diagnostic, None);
+        assert_eq!(d.summary.skipped_blocks, 3);
+        assert_eq!(d.summary.events, 10_000 - 3 * 256);
+        assert_eq!(d.summary.status, Status::Corrupt);
+        let r = replay(&mut store, Mode::Strict, None);
+        assert_eq!(r.summary.skipped_blocks, 0);
+    }
+
+    #[test]
+    fn skipped_blocks_counts_what_no_valid_block_follows() {
+        // A torn last block: nothing valid after it, and its events are not replayed.
+        let mut store = write_events((1..=3_000).map(reference_event), 16, None, false);
+        damage_block(&mut store, 0, 10);
+        let d = replay(&mut store, Mode::Diagnostic, None);
+        assert_eq!(d.ids, ids(1..=10 * 256));
+        assert_eq!(d.summary.status, Status::Truncated);
+        assert_eq!(d.summary.skipped_blocks, 1);
+
+        // The last block of a full segment damaged, then the three blocks of the open
+        // segment after it: four non-blank slots, not the 16 slots of segment 1.
+        let mut store = write_events((1..=5_000).map(reference_event), 16, None, false);
+        damage_block(&mut store, 0, 15);
+        for slot in 0..3 {
+            damage_block(&mut store, 1, slot);
+        }
+        let d = replay(&mut store, Mode::Diagnostic, None);
+        assert_eq!(d.ids, ids(1..=15 * 256));
+        assert_eq!(d.summary.status, Status::Truncated);
+        assert_eq!(d.summary.skipped_blocks, 4);
     }
 
     #[test]
@@ -1089,9 +1187,10 @@ mod tests {
         assert_eq!(d.ids, want);
         assert_eq!(d.summary.status, Status::Corrupt);
         assert_eq!(
-            d.summary.skipped_blocks, 0,
-            "the bad block is the issue itself"
+            d.summary.skipped_blocks, 1,
+            "the bad block's events were not replayed"
         );
+        assert_eq!(r.summary.skipped_blocks, 0, "strict mode skips nothing");
         assert_eq!(d.summary.events, 10_000 - 256);
         // The chain cannot be checked across the gap, and the sealed totals cannot be
         // compared: one issue only.

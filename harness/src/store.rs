@@ -13,7 +13,7 @@ use fswal_backends::file::{FileDevice, FileError};
 use fswal_backends::lz4::is_compressed_magic;
 use fswal_backends::mmap::MmapDevice;
 use fswal_backends::raw::RawStore;
-use fswal_core::checkpoint::{CHECKPOINT_SIZE_BYTES, CheckpointKind};
+use fswal_core::checkpoint::{CHECKPOINT_SIZE_BYTES, Checkpoint, CheckpointFields, CheckpointKind};
 use fswal_core::cpp_meta::CppMeta;
 use fswal_core::segment_header::SEGMENT_MAGIC;
 use fswal_core::{BlockDevice, Issue, Reason, SegmentStore};
@@ -334,7 +334,7 @@ pub fn open_read_only(target: &TargetArgs) -> Result<Source, CliError> {
             path,
             false,
         )?;
-        if store.segment_range()?.is_none() {
+        if store.segment_range()?.is_none() && !is_new_log(&mut store)? {
             return Err(CliError::at(
                 path,
                 "not a WAL: the directory holds no FS.########.wal segment file",
@@ -361,6 +361,27 @@ pub fn open_read_only(target: &TargetArgs) -> Result<Source, CliError> {
             "neither a WAL directory nor a segment file (for a block device, use --device)",
         ))
     }
+}
+
+/// Whether a directory without segment files is a log fswal created and never appended
+/// to, which reads as an empty log: its checkpoint (`fswal.meta`) decodes and records
+/// nothing durable (segment 0, slot 0, event 0), and no sync mark records more.
+/// `record --events 0` on a new directory, or a writer opened and closed, leaves one.
+/// A record of durable events with no segment left means the segments were deleted,
+/// and a directory without a record is not a log: both stay refused.
+fn is_new_log(store: &mut AnyStore) -> Result<bool, CliError> {
+    let nothing_durable = |fields: &CheckpointFields| {
+        (fields.segment_index, fields.next_slot, fields.last_event_id) == (0, 0, 0)
+    };
+    let decoded =
+        |bytes: Option<[u8; CHECKPOINT_SIZE_BYTES]>| bytes.map(|b| Checkpoint::decode(&b).ok());
+    let checkpoint = decoded(store.read_checkpoint(CheckpointKind::Sealed)?);
+    let mark = decoded(store.read_checkpoint(CheckpointKind::Synced)?);
+    Ok(match (checkpoint, mark) {
+        (Some(Some(c)), None) => nothing_durable(&c),
+        (Some(Some(c)), Some(Some(m))) => nothing_durable(&c) && nothing_durable(&m),
+        _ => false,
+    })
 }
 
 /// Refuses a file given on its own that starts with neither the segment magic nor the

@@ -288,12 +288,9 @@ fn a_clean_log_is_copied_exactly() {
 
 #[test]
 fn the_cpp_reference_vector_salvages_whole() {
-    let vectors =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/flashstrike-ref-3seg");
-    if !vectors.is_dir() {
-        say(format_args!("skipping: {} absent\n", vectors.display()));
+    let Some(vectors) = vectors_dir("flashstrike-ref-3seg") else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().expect("tempdir");
     let b = tmp.path().join("b");
     let v = salvage(&vectors, &b, 0);
