@@ -1,5 +1,5 @@
-//! An independent reader of the v1 on-disk format (`/work/shared/FORMAT-v1.md`), written
-//! from that document alone: it shares no code with `fswal_core` or `fswal_backends` and
+//! An independent reader of the v1 on-disk format (`docs/FORMAT.md`), written from the
+//! format document alone: it shares no code with `fswal_core` or `fswal_backends` and
 //! uses only `std` and `xxh64`.
 //!
 //! It holds two things:
