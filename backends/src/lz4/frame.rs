@@ -1961,6 +1961,46 @@ mod tests {
     }
 
     #[test]
+    fn garbage_behind_a_valid_header_never_panics() {
+        let mut rng = Rng(77);
+        for _ in 0..400 {
+            let o = Opts {
+                linked: rng.below(2) == 0,
+                block_checksum: rng.below(2) == 0,
+                content_checksum: rng.below(2) == 0,
+                content_size: rng.below(2) == 0,
+                ..Opts::plain(64 << 10)
+            };
+            let mut file = encode(&[], &[], &o);
+            file.truncate(file.len() - if o.content_checksum { 8 } else { 4 });
+            // Plausible size words (small, some uncompressed) over random bytes.
+            for _ in 0..rng.index(4) {
+                let len = rng.index(300);
+                let flag = if rng.below(3) == 0 {
+                    BLOCK_UNCOMPRESSED
+                } else {
+                    0
+                };
+                file.extend_from_slice(&(u32::try_from(len).unwrap() | flag).to_le_bytes());
+                file.extend_from_slice(&incompressible(len + 8, rng.next())[..len]);
+                if o.block_checksum {
+                    file.extend_from_slice(&rng.next().to_le_bytes()[..4]);
+                }
+            }
+            file.extend_from_slice(&incompressible(rng.index(12), rng.next()));
+            let (_tmp, path, dev) = open_bytes(&file);
+            match dev {
+                Err(e) => assert_invalid_data(&e, &path),
+                Ok(mut dev) => {
+                    // Whatever it holds, reading it is consistent with opening it.
+                    read_device(&mut dev).unwrap();
+                    dev.verify_contents().unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_file_shortened_after_open_is_invalid_data_at_read() {
         let raw = compressible(200_000, 14);
         let o = Opts {
