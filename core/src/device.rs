@@ -67,10 +67,15 @@ pub trait BlockDevice {
     fn sync(&mut self) -> Result<(), Self::Error>;
 
     /// The bytes `0..len_bytes()` where they lie, when the device can show them
-    /// without a copy (a memory mapping, a buffer); `None`, the default, when reads
+    /// without a copy (a buffer it owns or borrows); `None`, the default, when reads
     /// must go through [`BlockDevice::read_exact_at`]. Readers use it to verify blocks
     /// in place. The slice shows what a read would return now; a reader that must keep
     /// exactly the bytes it verified (to hand them on) copies them first.
+    ///
+    /// A device returns `Some` only for memory that nothing can change while the
+    /// borrow lives, as every `&[u8]` promises. A shared mapping of a file is not such
+    /// memory: any process that can write the file can change it, sealed segment or
+    /// not, so the mmap backend lends nothing and copies out of its mapping instead.
     fn mapped_bytes(&self) -> Option<&[u8]> {
         None
     }

@@ -206,7 +206,7 @@ pub struct PieceReport {
 /// Verifies the blocks of `piece`, whose bytes (see [`Piece::byte_range`]) are
 /// `bytes`, seeded with `seed_chain` (see [`Piece::seed_offset_bytes`]; 0 at slot 0).
 ///
-/// `bytes` are verified in place when they are 64-byte aligned (a memory mapping, a
+/// `bytes` are verified in place when they are 64-byte aligned (a device's buffer, a
 /// `[Block]` buffer) and copied one block at a time into `scratch` otherwise.
 pub fn check_piece(
     piece: &Piece,
@@ -755,8 +755,8 @@ mod tests {
         }
     }
 
-    /// A read-only view of a [`MemStore`] whose devices show their bytes, as a memory
-    /// mapping does.
+    /// A read-only view of a [`MemStore`] whose devices show their bytes, as a device
+    /// over a buffer does.
     struct Mapped<'a> {
         inner: &'a mut MemStore,
         shift: usize,

@@ -6,7 +6,7 @@
 //!  ──────────────                         ─────────────
 //!  plan every segment (headers)
 //!  split into pieces of 256 slots  ──▶    pieces w, w+n, w+2n, ... in order:
-//!                                           read (or borrow a mapping), check the
+//!                                           read (or borrow a buffer), check the
 //!  piece p: receive from worker p % n ◀──   piece on its own, send the report
 //!    join: links, ids, totals               (and, to deliver, the verified copy)
 //!    deliver its events, in order
@@ -116,7 +116,7 @@ impl ParallelReplay {
     }
 
     /// Verifies the whole log, handing nothing out; blocks of devices that show their
-    /// bytes (a memory mapping) are verified in place.
+    /// bytes (a buffer; see `BlockDevice::mapped_bytes`) are verified in place.
     pub fn verify<S>(&self, store: &mut S) -> Result<Outcome, Error<S::Error>>
     where
         S: SegmentStore + Send,

@@ -150,7 +150,7 @@ fn directories_through_the_file_and_mmap_backends() {
 #[test]
 fn whole_pieces_read_in_chunks_from_files_agree_even_when_damaged() {
     // Segments of 600 blocks, pieces of 256: the file backend reads each piece in
-    // several chunks (the mmap one sees it in place).
+    // several chunks, and so does the mmap one, copying out of its mapping.
     let dir = tempfile::tempdir().unwrap();
     let store = SegmentDir::<FileDevice>::open_for_append(dir.path()).unwrap();
     drop(write(store, 200_000, 600, true));
