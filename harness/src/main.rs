@@ -7,7 +7,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fswal_harness::cmd::{bench, crashsim, demo, dump, preserved, record, salvage, verify};
+use fswal_harness::cmd::{
+    bench, convert, crashsim, demo, dump, preserved, record, salvage, verify,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "fswal", version, about = "FlashStrike write-ahead log tool")]
@@ -32,6 +34,9 @@ enum Command {
     /// List, export and release what was kept aside from a log: set-aside tails,
     /// torn-tail copies, quarantine entries.
     Preserved(preserved::PreservedArgs),
+    /// Rewrite a directory's compressed segments as standard LZ4 frames with fswal's
+    /// block index (fswal's old LZ4 containers; with --reindex, frames without an index).
+    Convert(convert::ConvertArgs),
     /// Crash a seeded workload at every point, recover every crash image, check it.
     Crashsim(crashsim::CrashsimArgs),
     /// Measure recording, verification, replay and the hot path against this machine's
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
         Command::Dump(a) => dump::run(a),
         Command::Salvage(a) => salvage::run(a),
         Command::Preserved(a) => preserved::run(a),
+        Command::Convert(a) => convert::run(a),
         Command::Crashsim(a) => crashsim::run(a),
         Command::Bench(a) => bench::run(a),
     };

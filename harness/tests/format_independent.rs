@@ -1,6 +1,6 @@
 //! Guards against a writer bug that fswal's own replay code shares and therefore cannot
 //! see: the WAL that `fswal record` writes is parsed here byte by byte with a second,
-//! independent implementation of `/work/shared/FORMAT-v1.md` (no `fswal_core` or
+//! independent implementation of `docs/FORMAT.md` (no `fswal_core` or
 //! `fswal_backends`), and every rule of that document is checked, together with its known
 //! answers and the C++ recorder's vectors. The format's primitives (field readers,
 //! checksums, the event, block and segment header rules) are those of
@@ -14,6 +14,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+mod common;
 
 use fswal_harness::scan::{
     self, BLOCK_HEADER_SIZE, BLOCK_SIZE, BlockHeader, EVENT_SIZE, EVENTS_PER_BLOCK, Event, Hex,
@@ -80,7 +82,7 @@ fn expect_zero(file: &str, bytes: &[u8], start: usize, end: usize, rule: &str) {
 // The reference event stream ("Known answers").
 // ---------------------------------------------------------------------------------------
 
-/// Event `i` of the reference stream, straight from the formula of FORMAT-v1.md.
+/// Event `i` of the reference stream, straight from the formula of docs/FORMAT.md.
 fn reference_event(i: u64) -> Event {
     scan::reference_event(i).unwrap_or_else(|| {
         panic!("reference event {i}: 7*i fits an i64 and order_id = i fits a u32 for test ids")
@@ -165,18 +167,18 @@ fn parse_segment_name(name: &str) -> Option<u32> {
     }
 }
 
-/// Checks every rule of FORMAT-v1.md on the sealed WAL in `dir` and returns what it holds.
+/// Checks every rule of docs/FORMAT.md on the sealed WAL in `dir` and returns what it holds.
 /// Panics with the file, offset and rule of the first violation.
 fn check_wal(dir: &Path) -> WalReport {
     let mut segments: BTreeMap<u32, (String, PathBuf)> = BTreeMap::new();
     for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display())) {
         let entry = entry.unwrap_or_else(|e| panic!("read_dir entry of {}: {e}", dir.display()));
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("FS.") && name.ends_with(".wal")) {
-            // Not a segment (e.g. a lock file): FORMAT-v1.md says nothing about it.
+        if !(name.starts_with("FS.") && (name.ends_with(".wal") || name.ends_with(".wal.lz4"))) {
+            // Not a segment (e.g. a lock file): docs/FORMAT.md says nothing about it.
             continue;
         }
-        let index = parse_segment_name(&name).unwrap_or_else(|| {
+        let index = parse_segment_name(name.strip_suffix(".lz4").unwrap_or(&name)).unwrap_or_else(|| {
             panic!(
                 "{}: {name}: segment file name is FS.<index>.wal with the index as 8 zero-padded decimal digits",
                 dir.display()
@@ -209,7 +211,11 @@ fn check_wal(dir: &Path) -> WalReport {
             "{}: segment indices must be contiguous from 0: expected FS.{expected_index:08}.wal, found {name}",
             dir.display()
         );
-        let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let bytes = if name.ends_with(".lz4") {
+            reference_lz4_decompress(path)
+        } else {
+            fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        };
         report.segments.push(check_segment(
             name,
             *index,
@@ -372,6 +378,51 @@ fn check_block(
 // Running the binary.
 // ---------------------------------------------------------------------------------------
 
+/// Whether the reference `lz4` command is here. Without it the tests that need it say
+/// so and skip, unless `FSWAL_REQUIRE_LZ4` is set (CI sets it), when they fail.
+fn lz4_available() -> bool {
+    let found = Command::new("lz4")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("FSWAL_REQUIRE_LZ4").is_none(),
+            "FSWAL_REQUIRE_LZ4 is set and the lz4 command is not on PATH"
+        );
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"skipping: lz4 not found\n");
+    }
+    found
+}
+
+/// The segment a `.wal.lz4` file holds, as the reference `lz4` command (not fswal)
+/// decompresses it, after `lz4 -t` has accepted the file.
+fn reference_lz4_decompress(path: &Path) -> Vec<u8> {
+    let test = Command::new("lz4")
+        .arg("-t")
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("run lz4 -t {}: {e}", path.display()));
+    assert!(
+        test.status.success(),
+        "{}: lz4 -t refuses it: {}",
+        path.display(),
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let out = Command::new("lz4")
+        .args(["-d", "-c"])
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("run lz4 -d {}: {e}", path.display()));
+    assert!(
+        out.status.success(),
+        "{}: lz4 -d fails: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Runs `fswal` with `args`.
 fn fswal(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fswal"))
@@ -444,7 +495,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// The hex text of the finalized segment 0 header given in FORMAT-v1.md.
+/// The hex text of the finalized segment 0 header given in docs/FORMAT.md.
 const KNOWN_SEGMENT0_HEADER_HEX: &str = concat!(
     "5346014000000000100000000010000001000000000000000010000000000000",
     "ea487b33fb14ea1813138333fb14ea18c08cfe29de72bd132aa5b97eadd2a885"
@@ -627,16 +678,9 @@ fn known_answers_hold_for_recorded_blocks() {
 
 #[test]
 fn matches_the_cpp_recorder_vectors() {
-    let vectors =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/flashstrike-ref-3seg");
-    if !vectors.exists() {
-        // Straight to stderr: libtest captures `println!`, and a skip must be seen.
-        let _ = std::io::Write::write_fmt(
-            &mut std::io::stderr(),
-            format_args!("skipping: {} absent\n", vectors.display()),
-        );
+    let Some(vectors) = common::vectors_dir("flashstrike-ref-3seg") else {
         return;
-    }
+    };
 
     // The checker accepts what the C++ recorder wrote: it is no stricter than the format.
     let vector_report = check_wal(&vectors);
@@ -687,21 +731,19 @@ fn matches_the_cpp_recorder_vectors() {
 #[test]
 fn record_resume_continues_the_cpp_recorders_directories_by_the_format() {
     // Issue 10: each directory the C++ recorder leaves, continued by `fswal record
-    // --resume`, is a WAL every segment of which follows FORMAT-v1.md exactly.
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
+    // --resume`, is a WAL every segment of which follows docs/FORMAT.md exactly.
     for (name, events) in [
         ("flashstrike-ref-3seg", 10_000u64),
         ("flashstrike-mgr-crash", 10_496),
         ("flashstrike-unsealed-rotated", 10_256),
+        ("flashstrike-lz4", 10_000),
     ] {
-        let vector = base.join(name);
-        if !vector.is_dir() {
-            let _ = std::io::Write::write_fmt(
-                &mut std::io::stderr(),
-                format_args!("skipping: {} absent\n", vector.display()),
-            );
+        if name.ends_with("lz4") && !lz4_available() {
             continue;
         }
+        let Some(vector) = common::vectors_dir(name) else {
+            continue;
+        };
         let copy = copy_wal(&vector);
         let dir = copy.path();
         let out = fswal(&[
@@ -726,6 +768,70 @@ fn record_resume_continues_the_cpp_recorders_directories_by_the_format() {
             "{name}: the old events, then the new ones"
         );
     }
+}
+
+#[test]
+fn compressed_segments_are_standard_lz4_frames_holding_the_exact_segment() {
+    // Issue 10: every `.wal.lz4` that `record --compress` and `convert` write is a
+    // standard LZ4 frame: `lz4 -t` accepts it, and what `lz4 -d` gives back follows
+    // docs/FORMAT.md byte for byte, with the reference stream's events.
+    if !lz4_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("create a tempdir");
+    let dir = tmp.path().join("wal");
+    let dir_s = dir.to_str().expect("utf-8");
+    for args in [
+        &[
+            "record",
+            "--dir",
+            dir_s,
+            "--events",
+            "9000",
+            "--blocks-per-segment",
+            "16",
+            "--compress",
+        ][..],
+        &[
+            "record",
+            "--dir",
+            dir_s,
+            "--resume",
+            "--events",
+            "1000",
+            "--compress",
+        ][..],
+    ] {
+        let out = fswal(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Segments only: the next one's file, prepared ahead of need, is not one yet.
+    let names: Vec<String> = snapshot(&dir)
+        .into_keys()
+        .filter(|n| n.starts_with("FS.") && !n.ends_with(".prep"))
+        .collect();
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n.ends_with(".wal.lz4")),
+        "{names:?}"
+    );
+    let report = check_wal(&dir);
+    assert_eq!(report.ids, (1..=10_000).collect::<Vec<u64>>());
+
+    // The containers of earlier versions, converted in place.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../backends/tests/data/fswalz4-v1");
+    let copy = copy_wal(&fixture);
+    let out = fswal(&["convert", copy.path().to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "convert: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = check_wal(copy.path());
+    assert_eq!(report.ids, (1..=20_481).collect::<Vec<u64>>());
 }
 
 #[test]
@@ -873,7 +979,7 @@ fn reseal(bytes: &mut [u8]) {
 fn copy_wal(from: &Path) -> tempfile::TempDir {
     let to = tempfile::tempdir().expect("create a tempdir");
     for (name, bytes) in snapshot(from) {
-        if parse_segment_name(&name).is_some() {
+        if parse_segment_name(name.strip_suffix(".lz4").unwrap_or(&name)).is_some() {
             fs::write(to.path().join(&name), bytes)
                 .unwrap_or_else(|e| panic!("write copy of {name}: {e}"));
         }

@@ -4,6 +4,7 @@
 //! [`CliError`]: crate::error::CliError
 
 pub mod bench;
+pub mod convert;
 pub mod crashsim;
 pub mod demo;
 pub mod dump;
