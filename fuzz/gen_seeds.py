@@ -51,7 +51,7 @@ def _merge(acc, v):
 
 
 def xxh64(data, seed=0):
-    """XXH64, as FORMAT-v1.md's checksums use it."""
+    """XXH64, as docs/FORMAT.md's checksums use it."""
     n, i = len(data), 0
     u64 = lambda j: int.from_bytes(data[j:j + 8], "little")
     if n >= 32:
@@ -148,7 +148,7 @@ def verify_seeds(vectors):
     seeds = {}
     if vectors is not None:
         seg = [(vectors / f"FS.{i:08}.wal").read_bytes() for i in range(3)]
-    # The checksums this script computes are FORMAT-v1.md's: check them on the vectors.
+    # The checksums this script computes are docs/FORMAT.md's: check them on the vectors.
     for s in seg:
         assert reseal(s, 16)[:64] == s[:64] or s[8:12] != (16).to_bytes(4, "little"), \
             "xxh64 or the header layout is wrong"

@@ -58,7 +58,7 @@
 //! A regular file's length is not sector aligned either (segments are `64 + n * 16448`
 //! bytes), so an aligned write of the file's last sector extends the file past its
 //! logical end. The device cuts it back (`set_len`) right after, so a segment keeps the
-//! exact size FORMAT-v1.md gives it. A crash between the two can leave a few zero bytes
+//! exact size docs/FORMAT.md gives it. A crash between the two can leave a few zero bytes
 //! past the end (less than one sector), which replay ignores: it counts whole block
 //! slots only.
 

@@ -189,7 +189,7 @@ mod tests {
         out
     }
 
-    // Known answers from FORMAT-v1.md.
+    // Known answers from docs/FORMAT.md.
     #[test]
     fn block_0_known_answer() {
         let events = reference_events::<256>(1);

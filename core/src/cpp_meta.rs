@@ -10,7 +10,7 @@
 //! ```
 //!
 //! The C++ recorder writes it on rotation, start and shutdown, with no magic and no
-//! checksum (FORMAT-v1.md). Nothing proves that it was written whole or that it says
+//! checksum (docs/FORMAT.md). Nothing proves that it was written whole or that it says
 //! what the segments hold, so fswal never trusts it over them and never writes it: it
 //! only reports what it says, and says so when the log's valid prefix ends before the
 //! event it names.

@@ -79,7 +79,7 @@ impl EventType {
         }
     }
 
-    /// The name FORMAT-v1.md gives this value (`NEW_ORDER`, ...).
+    /// The name docs/FORMAT.md gives this value (`NEW_ORDER`, ...).
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
@@ -102,7 +102,7 @@ impl OrderType {
         }
     }
 
-    /// The name FORMAT-v1.md gives this value (`LIMIT`, `MARKET`).
+    /// The name docs/FORMAT.md gives this value (`LIMIT`, `MARKET`).
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
@@ -123,7 +123,7 @@ impl Side {
         }
     }
 
-    /// The name FORMAT-v1.md gives this value (`BID`, `ASK`).
+    /// The name docs/FORMAT.md gives this value (`BID`, `ASK`).
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {

@@ -6,7 +6,7 @@
 //! blocks; a block is a 64-byte header and 256 event slots. Three layers of XXH64
 //! checksums (block, chained, header) let replay verify everything and stop exactly
 //! at the first corrupted or partial block. The format is the FlashStrike C++
-//! recorder's, byte for byte (FORMAT-v1.md).
+//! recorder's, byte for byte (docs/FORMAT.md).
 //!
 //! | module | what |
 //! |---|---|

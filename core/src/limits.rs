@@ -29,7 +29,7 @@ pub const SEGMENT_BLOCKS_MAX: u32 = 524_288;
 pub const SEGMENT_BLOCKS_DEFAULT: u32 = 4_096;
 
 /// The most block slots a segment may have for the C++ recorder to read it: its reader
-/// computes segment sizes in 32 bits and silently misreads larger ones (FORMAT-v1.md,
+/// computes segment sizes in 32 bits and silently misreads larger ones (docs/FORMAT.md,
 /// "What the C++ recorder leaves on disk"). fswal itself reads up to
 /// [`SEGMENT_BLOCKS_MAX`]; a writer makes larger segments only when told the log will
 /// never be read by the C++ recorder.

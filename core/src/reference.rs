@@ -1,4 +1,4 @@
-//! The reference event stream of FORMAT-v1.md ("Known answers").
+//! The reference event stream of docs/FORMAT.md ("Known answers").
 //!
 //! Event `i` (`i >= 1`) has `event_id = i`, `timestamp = 1000 + i`, `price = 7 * i`,
 //! `quantity = i % 100 + 1`, `user_id = i % 17`, `order_id = i`, `type = i % 4`,

@@ -2,7 +2,7 @@
 //!
 //! [`Replay::step`] yields one [`Step`] at a time: a segment starts, a verified
 //! block's events (borrowed from the replay's one block buffer, not copied again),
-//! or an issue. It checks every rule of FORMAT-v1.md:
+//! or an issue. It checks every rule of docs/FORMAT.md:
 //!
 //! - segments are contiguous by index, and each header's `segment_index` is its own;
 //! - magic, version, header size, header checksum, and a sealed header's totals;

@@ -368,7 +368,7 @@ mod tests {
     use super::*;
 
     fn known_sealed() -> SegmentHeader {
-        // The finalized header of FORMAT-v1.md's known answers.
+        // The finalized header of docs/FORMAT.md's known answers.
         let open = SegmentHeader::new_open(0, 0x18ea_14fb_337b_48ea);
         open.sealed(
             &SealedTotals {

@@ -8,7 +8,7 @@
 //! | [`store`] | the stores commands open: a WAL directory through the file, mmap or O_DIRECT backend, or a raw device |
 //! | [`error`] | the one-line error every command reports |
 //! | [`clock`] | the wall clock segments are stamped with |
-//! | [`scan`] | an independent reader of FORMAT-v1.md (field readers, checksums, event, block and header rules) and the valid-prefix scanner the crash simulator checks recovery against |
+//! | [`scan`] | an independent reader of the format, docs/FORMAT.md (field readers, checksums, event, block and header rules) and the valid-prefix scanner the crash simulator checks recovery against |
 
 pub mod bench;
 pub mod clock;

@@ -41,7 +41,7 @@ pub const MAX_BLOCKS: usize = 524_288;
 /// The segment header's magic, `0x4653` ("FS"; on disk the bytes `53 46`).
 pub const MAGIC: u16 = 0x4653;
 /// The magic of an open header the C++ recorder's preparer touched (a zero written at
-/// the first byte of every page: on disk the bytes `00 46`). FORMAT-v1.md: "Such a
+/// the first byte of every page: on disk the bytes `00 46`). docs/FORMAT.md: "Such a
 /// header is an open header."
 pub const PREPARED_MAGIC: u16 = 0x4600;
 /// The format version this module reads.
@@ -209,7 +209,7 @@ impl fmt::Display for Hex {
 pub struct Violation {
     /// The absolute offset, in the segment file, of the first byte that breaks the rule.
     pub offset: u64,
-    /// The rule, in the words of FORMAT-v1.md.
+    /// The rule, in the words of docs/FORMAT.md.
     pub rule: String,
     /// What was found: `found ...`, or `expected ..., found ...`.
     pub detail: String,
@@ -347,7 +347,7 @@ impl Event {
     }
 }
 
-/// Event `i` of FORMAT-v1.md's reference stream: `event_id = i`, `timestamp = 1000 + i`,
+/// Event `i` of docs/FORMAT.md's reference stream: `event_id = i`, `timestamp = 1000 + i`,
 /// `price = 7 * i`, `quantity = i % 100 + 1`, `user_id = i % 17`, `order_id = i`,
 /// `type = i % 4`, `order_type = MARKET` iff `i % 3 == 0`, `side = ASK` iff `i` is even.
 /// `None` when a field of the formula does not fit its type (`7 * i` beyond `i64`, `i`
@@ -797,7 +797,7 @@ impl SegmentHeader {
 /// Checks the segment header of `segment` (the whole file) for segment `index`, in this
 /// order: the file holds 64 bytes; magic; version; header_size; then either an open header
 /// (checksum 0: bytes 8..32, 40..48 and 56..64 all zero) or a sealed one (checksum as
-/// FORMAT-v1.md computes it); `segment_index == index`; and for a sealed header, totals
+/// docs/FORMAT.md computes it); `segment_index == index`; and for a sealed header, totals
 /// that can be true ([`check_header_totals`]).
 ///
 /// # Errors
@@ -1180,7 +1180,7 @@ fn gap_stop(earlier: u32, later: u32) -> Stop {
 /// non-zero trailing partial slot ends it too). An open segment followed by later
 /// segments is valid when every whole block slot of it holds a valid block (the C++
 /// recorder seals late); otherwise everything after it must be empty open segments
-/// (prepared ahead of need, FORMAT-v1.md), and a later segment that is sealed or holds a
+/// (prepared ahead of need, docs/FORMAT.md), and a later segment that is sealed or holds a
 /// valid block ends the prefix at the open one. Empty open segments after the last one
 /// with data are not where a writer goes on: the tail stays before them.
 ///

@@ -40,7 +40,7 @@ fn recorded(tmp: &Path, events: u64) -> PathBuf {
 }
 
 /// Event `i` of the reference stream as `fswal dump` prints it, written out from
-/// FORMAT-v1.md's definition rather than taken from the code under test.
+/// docs/FORMAT.md's definition rather than taken from the code under test.
 fn expected_line(i: u64) -> String {
     let kind = [
         "NEW_ORDER",

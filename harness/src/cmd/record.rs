@@ -1,6 +1,6 @@
 //! `fswal record (--dir DIR | --device DEV) --events N [--start-id ID | --resume]
 //! [--blocks-per-segment B] [--backend file|mmap|direct] [--sync-every N]
-//! [--print-durable] ...`: appends events of the reference stream (FORMAT-v1.md,
+//! [--print-durable] ...`: appends events of the reference stream (docs/FORMAT.md,
 //! "Known answers") to a WAL, then seals.
 //!
 //! An existing WAL is recovered first (a torn tail is set aside: its segment is sealed
