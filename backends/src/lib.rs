@@ -12,6 +12,7 @@
 //! | `lz4` | `Lz4Device`, a sealed segment stored LZ4-compressed as `FS.%08u.wal.lz4`, read with random access; `compress_segment` | `std`, Unix |
 //! | `write_thread` | the thread that issues a `FileDevice`'s writes when asked to (`FileDevice::set_write_thread`) | `std`, Unix |
 //! | `raw` | `RawStore`, a WAL on a raw block device: a superblock, a checkpoint sector, a quarantine area and fixed segment slots, all `O_DIRECT` | `std`, Linux |
+//! | `any` | `AnyStore`, a WAL on any of these backends chosen at run time (`Backend`) | `std`, Linux |
 //!
 //! Features: `std` (default) adds every backend but the memory device, and the
 //! in-memory store. Without it the crate is `no_std` and offers only the memory device, so that
@@ -45,6 +46,9 @@ pub mod raw;
 
 #[cfg(feature = "std")]
 pub mod write_thread;
+
+#[cfg(feature = "std")]
+pub mod any;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -28,7 +28,7 @@ impl CliError {
     pub fn from_core(store: &AnyStore, e: fswal_core::Error<FileError>) -> Self {
         let salvage = format!(
             "`{}` copies every event that verifies into a new log (README: \"When recovery refuses\")",
-            store.salvage_command()
+            crate::store::salvage_command(store)
         );
         let accept = match store {
             AnyStore::Raw(_) => format!(

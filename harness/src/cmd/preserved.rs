@@ -359,12 +359,7 @@ pub fn find(store: &mut AnyStore) -> Result<Found, CliError> {
             }));
         }
     }
-    let copies = match store {
-        AnyStore::File(s) => s.torn_copies()?,
-        AnyStore::Mmap(s) => s.torn_copies()?,
-        AnyStore::Direct(s) => s.torn_copies()?,
-        AnyStore::Raw(_) => Vec::new(),
-    };
+    let copies = store.torn_copies()?;
     found.items.extend(copies.into_iter().map(Item::TornCopy));
     if let AnyStore::Raw(s) = store {
         found

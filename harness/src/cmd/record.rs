@@ -323,7 +323,7 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
     for line in recovery_lines(writer.store(), &recovery) {
         eprintln!("fswal: {line}");
     }
-    if let Some(note) = writer.store().cpp_meta_note(writer.last_event_id())? {
+    if let Some(note) = crate::store::cpp_meta_note(writer.store(), writer.last_event_id())? {
         eprintln!("fswal: {note}");
     }
     // Only a new directory log: a formatted device allocated its slots when it was

@@ -165,7 +165,7 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
         let json = serde_json::to_string(&report).map_err(|e| CliError::new(e.to_string()))?;
         writeln!(out, "{json}")
     } else {
-        let note = source.store.cpp_meta_note(s.last_event_id.unwrap_or(0))?;
+        let note = crate::store::cpp_meta_note(&source.store, s.last_event_id.unwrap_or(0))?;
         write_text(&mut out, &source, &v).and_then(|()| match note {
             Some(note) => writeln!(out, "{note}"),
             None => Ok(()),
