@@ -693,9 +693,16 @@ impl<S: SegmentStore> Replay<S> {
                     return problem(issue(reason), true);
                 }
                 if self.must_be_last.is_some() {
-                    // Data after an open segment that had to be the last one.
+                    // Data after an open segment that had to be the last one: the gap is
+                    // before this block, which is valid, so the scan for where replay
+                    // goes on starts at it, not after it (diagnostic replay yields it,
+                    // and strict replay knows valid data follows the gap).
                     let gap = self.gap_before();
-                    return problem(gap, true);
+                    return Ok(Some(SlotOutcome::Problem {
+                        issue: gap,
+                        from: ScanFrom::Slot { slot },
+                        occupied: false,
+                    }));
                 }
                 let h = &self.buf.header;
                 // A valid block, but where the watermark's record names another one: not
@@ -1555,6 +1562,41 @@ mod tests {
         assert_eq!(r.summary.status, Status::Ok);
         let tail = r.summary.tail.unwrap();
         assert_eq!((tail.segment, tail.next_slot, tail.sealed), (1, 0, false));
+    }
+
+    #[test]
+    fn a_valid_block_after_an_empty_open_segment_is_salvaged_not_skipped() {
+        // Segment 0 sealed, segment 1 open and empty, segment 2 open and holding events
+        // after segment 0's: the gap is segment 1, and segment 2's first block is valid.
+        let mut store = reference_log(4096, 16, true);
+        let mut empty = std::vec![0u8; segment_size_bytes(16) as usize];
+        empty[..64].copy_from_slice(SegmentHeader::new_open(1, 9).as_bytes());
+        store.insert_image(1, empty);
+        let later = write_events((4097..=4700).map(reference_event), 16, Some(604), false);
+        let mut image = later.image(0).unwrap();
+        image[..64].copy_from_slice(SegmentHeader::new_open(2, 9).as_bytes());
+        store.insert_image(2, image);
+
+        let r = replay(&mut store, Mode::Strict, None);
+        assert_eq!(r.ids, ids(1..=4096));
+        let issue = only_issue(&r);
+        assert_eq!(
+            (issue.segment, issue.reason),
+            (1, Reason::UnsealedSegmentNotLast)
+        );
+        assert_eq!(
+            r.summary.status,
+            Status::Corrupt,
+            "valid data follows the gap"
+        );
+        let d = replay(&mut store, Mode::Diagnostic, None);
+        assert_eq!(
+            (d.ids.len(), d.ids.first(), d.ids.last()),
+            (4700, Some(&1), Some(&4700)),
+            "segment 2's first block is not lost"
+        );
+        assert_eq!(d.ids, ids(1..=4700));
+        assert_eq!(d.summary.skipped_blocks, 0);
     }
 
     #[test]
