@@ -1365,16 +1365,9 @@ mod tests {
 
     #[test]
     fn segments_match_the_cpp_recorder_vectors() {
-        let vectors =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/flashstrike-ref-3seg");
-        if !vectors.is_dir() {
-            // Straight to stderr: libtest captures `println!`, and a skip must be seen.
-            let _ = std::io::Write::write_fmt(
-                &mut std::io::stderr(),
-                format_args!("skipping: {} absent\n", vectors.display()),
-            );
+        let Some(vectors) = crate::testing::vectors_dir("flashstrike-ref-3seg") else {
             return;
-        }
+        };
         let tmp = tempfile::tempdir().unwrap();
         write_reference_log(tmp.path());
 

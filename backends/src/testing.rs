@@ -13,6 +13,33 @@ pub fn say(args: core::fmt::Arguments<'_>) {
     let _ = std::io::Write::write_fmt(&mut std::io::stderr(), args);
 }
 
+/// The environment variable that makes an absent vector directory fail a test instead
+/// of skipping it (CI sets it: it always has `../shared/vectors`).
+pub const REQUIRE_VECTORS_VAR: &str = "FSWAL_REQUIRE_VECTORS";
+
+/// The C++ recorder's vector directory `name` (in `../shared/vectors/` relative to the
+/// project root), or `None` when it is absent, after saying on stderr that the test
+/// skips it. With [`REQUIRE_VECTORS_VAR`] set, an absent directory panics instead.
+#[must_use]
+pub fn vectors_dir(name: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/vectors")
+        .join(name);
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os(REQUIRE_VECTORS_VAR).is_none(),
+        "{} absent, and {REQUIRE_VECTORS_VAR} is set",
+        dir.display()
+    );
+    say(format_args!(
+        "skipping: {} absent (set {REQUIRE_VECTORS_VAR}=1 to fail instead)\n",
+        dir.display()
+    ));
+    None
+}
+
 /// A loop device attached to an image file, detached when dropped.
 #[derive(Debug)]
 pub struct LoopDevice {

@@ -198,15 +198,7 @@ pub(super) fn p(path: &Path) -> &str {
 
 /// The shared C++ reference vectors, or `None` (saying so on stderr) when absent.
 pub(super) fn cpp_vectors(name: &str) -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/vectors")
-        .join(name);
-    if dir.exists() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: {} is absent", dir.display());
-        None
-    }
+    crate::testing::vectors_dir(name)
 }
 
 /// Writes `bytes` to a new file `name` in `dir` and returns its path.
