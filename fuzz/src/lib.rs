@@ -2,7 +2,7 @@
 //!
 //! - [`verify`]: segment images, raw or built by the writer and then damaged
 //!   structurally, replayed strictly and diagnostically over the memory backend and
-//!   compared with the independent scanner ([`fswal_harness::scan::valid_prefix`]).
+//!   compared with the independent scanner ([`fswal_scan::valid_prefix`]).
 //! - [`ops`]: random sequences of append / sync / close / reopen / crash / power cut
 //!   against a model of what was appended and acknowledged, recovering every crash
 //!   image and checking it against the model and the scanner.

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use fswal_core::fault::{FaultStore, Faults, Image, Landed, Snapshot};
 use fswal_core::reference::reference_event;
 use fswal_core::{Error, Mode, RequestEvent, Status, WalWriter, WriterConfig};
-use fswal_harness::scan::valid_prefix;
+use fswal_scan::valid_prefix;
 
 use crate::input::Input;
 use crate::replay::replay_checked;
@@ -82,7 +82,9 @@ struct Sim {
 fn observe(store: &FaultStore, points: &Arc<Mutex<Vec<Snapshot>>>) {
     let log = Arc::clone(points);
     store.set_observer(Some(Box::new(move |s: &Snapshot| {
-        log.lock().unwrap_or_else(PoisonError::into_inner).push(s.clone());
+        log.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(s.clone());
     })));
 }
 
@@ -312,7 +314,8 @@ impl Sim {
     /// it was in is half done when `p` says so. The restart recovers that store and goes
     /// on with it.
     fn process_crash(&mut self, p: u8) {
-        let points = std::mem::take(&mut *self.points.lock().unwrap_or_else(PoisonError::into_inner));
+        let points =
+            std::mem::take(&mut *self.points.lock().unwrap_or_else(PoisonError::into_inner));
         if points.is_empty() {
             return;
         }

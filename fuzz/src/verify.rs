@@ -25,9 +25,9 @@ use fswal_core::mem::MemStore;
 use fswal_core::parallel::verify_in_pieces;
 use fswal_core::reference::reference_event;
 use fswal_core::{Block, Mode, Status, WalWriter, WriterConfig};
-use fswal_harness::scan::{
-    self, BLOCK_HEADER_SIZE, BLOCK_SIZE, EVENT_SIZE, SEGMENT_HEADER_SIZE, le_u16, le_u32, le_u64,
-    valid_prefix, whole_slots,
+use fswal_scan::{
+    self as scan, BLOCK_HEADER_SIZE, BLOCK_SIZE, EVENT_SIZE, SEGMENT_HEADER_SIZE, le_u16, le_u32,
+    le_u64, valid_prefix, whole_slots,
 };
 
 use crate::input::Input;

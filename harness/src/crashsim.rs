@@ -26,7 +26,7 @@
 //!    seal reported, and everything a recovery that returned found) are a prefix of
 //!    the replayed events (`acknowledged_lost`);
 //! 3. the replayed events are a prefix of the appended events (`phantom_events`);
-//! 4. recovery ends exactly where the independent scanner ([`crate::scan`]) says the
+//! 4. recovery ends exactly where the independent scanner ([`fswal_scan`]) says the
 //!    valid data ends (`truncation_mismatches`);
 //! 5. appending after recovery and reopening gives the old events then the new ones;
 //! 6. a power cut right after recovery returned leaves the same log (recovery made
@@ -55,7 +55,7 @@ use fswal_core::reference::reference_event;
 use fswal_core::writer::OpenScan;
 use fswal_core::{Mode, Replay, RequestEvent, SegmentStore, WalWriter, WriterConfig};
 
-use crate::scan::valid_prefix;
+use fswal_scan::valid_prefix;
 
 /// Pending writes up to which every subset is tried.
 pub const SUBSETS_EXHAUSTIVE_MAX: usize = 12;

@@ -4,16 +4,14 @@
 //! |---|---|
 //! | [`bench`](mod@bench) | what `fswal bench` measures: the floors, the hot path, replay |
 //! | [`crashsim`] | the crash simulator: crash images under the fault model, recovered and checked |
-//! | [`cmd`] | one module per subcommand: `record`, `verify`, `dump`, `salvage`, `preserved`, `demo`, `crashsim`, `bench` |
+//! | [`cmd`] | one module per subcommand: `record`, `verify`, `dump`, `salvage`, `preserved`, `convert`, `demo`, `crashsim`, `bench` |
 //! | [`store`] | the stores commands open: a WAL directory through the file, mmap or O_DIRECT backend, or a raw device |
 //! | [`error`] | the one-line error every command reports |
 //! | [`clock`] | the wall clock segments are stamped with |
-//! | [`scan`] | an independent reader of the format, docs/FORMAT.md (field readers, checksums, event, block and header rules) and the valid-prefix scanner the crash simulator checks recovery against |
 
 pub mod bench;
 pub mod clock;
 pub mod cmd;
 pub mod crashsim;
 pub mod error;
-pub mod scan;
 pub mod store;

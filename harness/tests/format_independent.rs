@@ -4,7 +4,7 @@
 //! `fswal_backends`), and every rule of that document is checked, together with its known
 //! answers and the C++ recorder's vectors. The format's primitives (field readers,
 //! checksums, the event, block and segment header rules) are those of
-//! `fswal_harness::scan`, itself written from the document alone; this file adds what a
+//! `fswal_scan`, itself written from the document alone; this file adds what a
 //! WAL sealed by `fswal record` must also satisfy (file size, timestamps, the reference
 //! stream's field values, zero slots after `block_count`).
 
@@ -17,9 +17,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 mod common;
 
-use fswal_harness::scan::{
-    self, BLOCK_HEADER_SIZE, BLOCK_SIZE, BlockHeader, EVENT_SIZE, EVENTS_PER_BLOCK, Event, Hex,
-    MAX_BLOCKS, MIN_BLOCKS, SEGMENT_HEADER_SIZE, SegmentTotals, Violation, le_u16, le_u32, le_u64,
+use fswal_scan::{
+    self as scan, BLOCK_HEADER_SIZE, BLOCK_SIZE, BlockHeader, EVENT_SIZE, EVENTS_PER_BLOCK, Event,
+    Hex, MAX_BLOCKS, MIN_BLOCKS, SEGMENT_HEADER_SIZE, SegmentTotals, Violation, le_u16, le_u32,
+    le_u64,
 };
 
 // ---------------------------------------------------------------------------------------

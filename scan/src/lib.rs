@@ -2146,9 +2146,8 @@ mod tests {
 
     #[test]
     fn scan_cpp_vectors() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("../shared/vectors/flashstrike-ref-3seg");
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/flashstrike-ref-3seg");
         if !dir.exists() {
             // The rule of `vectors_dir` in harness/tests/common: CI sets
             // FSWAL_REQUIRE_VECTORS and fails without the folder; elsewhere the skip is
