@@ -10,10 +10,17 @@
 //! keep increasing: an id not greater than the last one is refused before anything is
 //! written. `--resume` starts after the last recovered event. A blank raw device is
 //! formatted on first use.
+//!
+//! SIGINT or SIGTERM while appending stops it at the next batch: what was appended is
+//! sealed and synced, one line on stderr says how many events were appended and the
+//! last durable event id, and the exit code is 130 (SIGINT) or 143 (SIGTERM), what a
+//! shell reports for a process the signal ended. Until the append loop starts (while
+//! recovering), the signals keep their default action: recovery is safe to cut short.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::Args;
 use fswal_backends::dir::{DirStore, SegmentDir};
@@ -26,6 +33,7 @@ use fswal_core::recovery::SealReason;
 use fswal_core::reference::reference_event;
 use fswal_core::writer::{LARGE_SEGMENTS_REFUSED, OpenScan, Recovery, Retention};
 use fswal_core::{WalWriter, WriterConfig};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::clock::wall_clock_ns;
 use crate::error::CliError;
@@ -292,6 +300,75 @@ fn view(args: &RecordArgs) -> Result<AnyStore, CliError> {
     })
 }
 
+/// The number of the signal that asked `record` to stop appending, or 0 while none has.
+/// The signal handler only stores to it (an atomic store is async-signal-safe); the
+/// append loop reads it once per batch.
+static STOP_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+
+/// What a shell reports for a process a signal ended is this plus the signal's number:
+/// `record` exits with that code after stopping cleanly, so that a caller sees the same
+/// code as if the signal had ended it (130 for SIGINT, 143 for SIGTERM).
+pub const EXIT_SIGNALLED_BASE: u8 = 128;
+
+/// The signals that stop `record` cleanly, with their names.
+const STOP_SIGNALS: [(i32, &str); 2] = [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")];
+
+/// A signal that stopped the append loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interruption {
+    /// Its name (`SIGINT`, `SIGTERM`).
+    pub name: &'static str,
+    /// The exit code: [`EXIT_SIGNALLED_BASE`] plus its number.
+    pub exit_code: u8,
+}
+
+/// The interruption the signal numbered `signal` asks for: `None` for 0 (no signal) and
+/// for any signal `record` does not stop on.
+#[must_use]
+pub fn interruption(signal: usize) -> Option<Interruption> {
+    let (number, name) = STOP_SIGNALS
+        .into_iter()
+        .find(|&(number, _)| usize::try_from(number).is_ok_and(|n| n == signal))?;
+    let exit_code = u8::try_from(number)
+        .ok()
+        .and_then(|n| EXIT_SIGNALLED_BASE.checked_add(n))?;
+    Some(Interruption { name, exit_code })
+}
+
+/// Installs the handlers of SIGINT and SIGTERM, which record the signal in
+/// [`STOP_SIGNAL`] and do nothing else.
+fn catch_stop_signals() -> Result<(), CliError> {
+    for (number, name) in STOP_SIGNALS {
+        let value = usize::try_from(number)
+            .map_err(|_| CliError::new(format!("{name} has no valid signal number")))?;
+        signal_hook::flag::register_usize(number, &STOP_SIGNAL, value)
+            .map_err(|e| CliError::new(format!("cannot install a handler for {name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The error of an append, sync or close that failed, with what the user needs to go
+/// on: for an id that does not increase, the options that continue the log.
+fn append_error<C: fswal_core::writer::Clock>(
+    writer: &WalWriter<AnyStore, C>,
+    args: &RecordArgs,
+    e: fswal_core::Error<fswal_backends::file::FileError>,
+) -> CliError {
+    let place = args
+        .dir
+        .as_deref()
+        .or(args.device.as_deref())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    match e {
+        fswal_core::Error::EventIdNotIncreasing { last_event_id, .. } => CliError::new(format!(
+            "{place}: {e} (the WAL already holds events through {last_event_id}; use --start-id {} or --resume)",
+            last_event_id.saturating_add(1)
+        )),
+        e => CliError::from_core(writer.store(), e),
+    }
+}
+
 /// Runs `fswal record`.
 pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
     if args.start_id == Some(0) {
@@ -359,8 +436,17 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
     // Filled before each use; event 0 is only a placeholder.
     let mut batch = [reference_event(0); BLOCK_EVENTS_MAX];
     let mut appended = 0u64;
+    // Only now: a signal during recovery keeps its default action and ends the process,
+    // which recovery is safe against, instead of waiting for a scan of the whole log.
+    catch_stop_signals()?;
+    let mut stopped_by = None;
     // Each pass appends at least one event; `--events 0` makes none.
     while appended < args.events {
+        // One load per batch of up to 256 events: nothing beside building the batch.
+        stopped_by = interruption(STOP_SIGNAL.load(Ordering::Relaxed));
+        if stopped_by.is_some() {
+            break;
+        }
         let mut len = (args.events - appended).min(BLOCK_EVENTS_MAX as u64);
         if let Some(k) = args.sync_every {
             len = len.min(k - appended % k);
@@ -373,29 +459,32 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
             *slot = reference_event(id);
         }
         let durable_before = writer.durable_event_id();
-        writer.append_batch(run).map_err(|e| match e {
-            fswal_core::Error::EventIdNotIncreasing { last_event_id, .. } => CliError::new(format!(
-                "{}: {e} (the WAL already holds events through {last_event_id}; use --start-id {} or --resume)",
-                args.dir.as_deref().or(args.device.as_deref()).map(|p| p.display().to_string()).unwrap_or_default(),
-                last_event_id.saturating_add(1)
-            )),
-            e => CliError::from_core(writer.store(), e),
-        })?;
+        writer
+            .append_batch(run)
+            .map_err(|e| append_error(&writer, args, e))?;
         appended += len;
         if args.sync_every.is_some_and(|k| appended % k == 0) {
-            let durable = writer
-                .sync()
-                .map_err(|e| CliError::from_core(writer.store(), e))?;
+            let durable = writer.sync().map_err(|e| append_error(&writer, args, e))?;
             report_durable(durable)?;
         } else if writer.durable_event_id() != durable_before {
             // A sealed segment is synced: that too makes events durable.
             report_durable(writer.durable_event_id())?;
         }
     }
-    let durable = writer
-        .close()
-        .map_err(|e| CliError::from_core(writer.store(), e))?;
+    let durable = writer.close().map_err(|e| append_error(&writer, args, e))?;
     report_durable(durable)?;
+    if let Some(stop) = stopped_by {
+        let ids = if appended == 0 {
+            String::new()
+        } else {
+            format!(" (ids {start_id}..={})", start_id + appended - 1)
+        };
+        eprintln!(
+            "fswal: interrupted ({}): appended {appended} of {} events{ids}, sealed and synced; durable through event {durable}",
+            stop.name, args.events
+        );
+        return Ok(ExitCode::from(stop.exit_code));
+    }
     let ids = if args.events == 0 {
         String::new()
     } else {
@@ -436,6 +525,28 @@ mod tests {
         assert_eq!(allocation_warning(10, SEGMENT_BLOCKS_MIN), None);
         assert_eq!(allocation_warning(8192 * 256, 8192), None);
         assert_eq!(allocation_warning(0, SEGMENT_BLOCKS_MAX), None);
+    }
+
+    #[test]
+    fn sigint_and_sigterm_stop_with_the_shell_codes_and_nothing_else_does() {
+        let int = interruption(usize::try_from(SIGINT).unwrap_or(0));
+        let term = interruption(usize::try_from(SIGTERM).unwrap_or(0));
+        assert_eq!(
+            int,
+            Some(Interruption {
+                name: "SIGINT",
+                exit_code: 130
+            })
+        );
+        assert_eq!(
+            term,
+            Some(Interruption {
+                name: "SIGTERM",
+                exit_code: 143
+            })
+        );
+        assert_eq!(interruption(0), None);
+        assert_eq!(interruption(9), None);
     }
 
     #[test]
