@@ -20,6 +20,32 @@
 //! and synced, then renamed to its name, and the directory is synced. A crash leaves
 //! either the whole segment or none, plus at worst a stale `.tmp` file that the next
 //! creation of that segment removes.
+//!
+//! The core's writer and replay over a directory (the `fswal` crate's `Wal` wraps
+//! this):
+//!
+//! ```
+//! use fswal_backends::dir::DirStore;
+//! use fswal_core::reference::reference_event;
+//! use fswal_core::writer::wall_clock_ns;
+//! use fswal_core::{Mode, Replay, Status, WalWriter, WriterConfig};
+//!
+//! # let tmp = tempfile::tempdir()?;
+//! # let dir = tmp.path().join("wal");
+//! let store = DirStore::open_for_append(&dir)?; // locked while it lives
+//! let (mut writer, _recovery) = WalWriter::open(store, wall_clock_ns, WriterConfig::with_blocks(16))?;
+//! for id in 1..=5000 {
+//!     writer.append(&reference_event(id))?;
+//! }
+//! writer.close()?; // seals and syncs
+//! drop(writer);
+//!
+//! let mut ids = Vec::new();
+//! let summary = Replay::new(DirStore::open_read_only(&dir)?, Mode::Strict)
+//!     .run(|e| ids.push(e.event_id()))?;
+//! assert_eq!((summary.status, ids.len()), (Status::Ok, 5000));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::format;
 use std::fs::{self, File, OpenOptions};
@@ -345,16 +371,7 @@ impl<D: SegmentFile> SegmentDir<D> {
     /// header (bytes 4..8, little-endian) when the file holds at least 8 bytes, so that
     /// a renamed copy still checks against its own header; otherwise 0.
     pub fn single_segment(file: &Path) -> Result<Self, FileError> {
-        let metadata = fs::metadata(file).map_err(|e| FileError::new("open", file, None, e))?;
-        if !metadata.is_file() {
-            return Err(FileError::custom(
-                "open",
-                file,
-                None,
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
+        crate::file::regular_path_metadata(file)?;
         let from_name = file
             .file_name()
             .and_then(|name| name.to_str())

@@ -247,19 +247,7 @@ impl FileDevice {
     }
 
     fn from_file(file: File, path: PathBuf, writable: bool) -> Result<Self, FileError> {
-        let metadata = file
-            .metadata()
-            .map_err(|e| FileError::new("stat", path.as_path(), None, e))?;
-        if !metadata.is_file() {
-            // A directory or a device node opens fine but has no meaningful length.
-            return Err(FileError::custom(
-                "open",
-                path,
-                None,
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
+        let metadata = regular_file_metadata(&file, &path)?;
         let len_bytes = metadata.len();
         let capacity_bytes = if writable {
             SEGMENT_SIZE_BYTES_MAX.max(len_bytes)
@@ -587,6 +575,37 @@ impl SegmentFile for FileDevice {
 
     fn set_write_thread(&mut self, on: bool) -> Result<(), FileError> {
         FileDevice::set_write_thread(self, on)
+    }
+}
+
+/// The metadata of the open `file` at `path`, refusing with `InvalidInput` anything
+/// but a regular file: a directory or a device node opens fine but has no length a
+/// segment could be read by.
+pub(crate) fn regular_file_metadata(file: &File, path: &Path) -> Result<fs::Metadata, FileError> {
+    let metadata = file
+        .metadata()
+        .map_err(|e| FileError::new("stat", path, None, e))?;
+    refuse_irregular(metadata, path)
+}
+
+/// The metadata of the file at `path` (symbolic links followed), refusing with
+/// `InvalidInput` anything but a regular file.
+pub(crate) fn regular_path_metadata(path: &Path) -> Result<fs::Metadata, FileError> {
+    let metadata = fs::metadata(path).map_err(|e| FileError::new("open", path, None, e))?;
+    refuse_irregular(metadata, path)
+}
+
+fn refuse_irregular(metadata: fs::Metadata, path: &Path) -> Result<fs::Metadata, FileError> {
+    if metadata.is_file() {
+        Ok(metadata)
+    } else {
+        Err(FileError::custom(
+            "open",
+            path,
+            None,
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
     }
 }
 

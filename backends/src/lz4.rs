@@ -364,19 +364,7 @@ impl Lz4Device {
     /// naming the file and the offset, if anything is wrong.
     pub fn open_read_only(path: &Path) -> Result<Self, FileError> {
         let file = File::open(path).map_err(|e| FileError::new("open", path, None, e))?;
-        let metadata = file
-            .metadata()
-            .map_err(|e| FileError::new("stat", path, None, e))?;
-        if !metadata.is_file() {
-            return Err(FileError::custom(
-                "open",
-                path,
-                None,
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
-        let file_len_bytes = metadata.len();
+        let file_len_bytes = crate::file::regular_file_metadata(&file, path)?.len();
         let mut head = [0u8; MAGIC_PROBE_BYTES];
         let probe = usize::try_from(file_len_bytes.min(MAGIC_PROBE_BYTES as u64)).unwrap_or(0);
         let head = head.get_mut(..probe).unwrap_or_default();

@@ -43,6 +43,18 @@ pub fn block_header_checksum(header: &BlockHeader) -> u64 {
 }
 
 /// The block checksum: XXH64 of the used event slots, seed 0.
+///
+/// The known answer of docs/FORMAT.md: block 0 of the reference stream (events
+/// 1..=256), whose chained checksum is the same (block 0's chain starts at 0).
+///
+/// ```
+/// use fswal_core::checksum::{block_checksum, chained_checksum};
+/// use fswal_core::reference::reference_event;
+///
+/// let events: Vec<_> = (1..=256).map(reference_event).collect();
+/// assert_eq!(block_checksum(&events), 0x4eb8_b670_751f_0aa9);
+/// assert_eq!(chained_checksum(&events, 0), 0x4eb8_b670_751f_0aa9);
+/// ```
 #[must_use]
 pub fn block_checksum(events: &[RequestEvent]) -> u64 {
     xxh64(events.as_bytes(), 0)

@@ -134,6 +134,30 @@ impl Side {
 }
 
 /// One request event exactly as it is stored: 64 bytes, little-endian.
+///
+/// Built from an [`Event`], checked, and decoded back:
+///
+/// ```
+/// use fswal_core::{Event, EventType, OrderType, RequestEvent, Side};
+///
+/// let event = Event {
+///     event_id: 42,
+///     timestamp: 1_700_000_000_000_000_000,
+///     price: 101_250,
+///     quantity: 10,
+///     user_id: 7,
+///     order_id: 9,
+///     event_type: EventType::NewOrder,
+///     order_type: OrderType::Limit,
+///     side: Side::Bid,
+/// };
+/// let stored = RequestEvent::from(event);
+/// assert_eq!(stored.event_id(), 42);
+/// assert!(stored.check().is_ok());
+/// assert_eq!(stored.decode(), Ok(event));
+/// // Id 0 is never valid.
+/// assert!(RequestEvent::ZERO.check().is_err());
+/// ```
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub struct RequestEvent {

@@ -235,6 +235,28 @@ impl Shared {
 }
 
 /// The recorder: the engine thread's handle.
+///
+/// ```
+/// use std::time::Duration;
+/// use fswal_backends::dir::DirStore;
+/// use fswal_core::reference::reference_event;
+/// use fswal_core::writer::wall_clock_ns;
+/// use fswal_recorder::{Recorder, RecorderConfig};
+///
+/// # let tmp = tempfile::tempdir()?;
+/// # let dir = tmp.path().join("wal");
+/// // The preparer allocates the next segment's file on its own thread.
+/// let store = DirStore::open_for_append(&dir)?.prepare_ahead(false);
+/// let config = RecorderConfig::default().preparer(Box::new(store.preparer()));
+/// let (mut recorder, recovery) = Recorder::start(store, wall_clock_ns, config)?;
+/// assert_eq!(recovery.summary.events, 0);
+/// for id in 1..=1000 {
+///     recorder.append(&reference_event(id))?; // no system call, no allocation
+/// }
+/// assert_eq!(recorder.sync(Duration::from_secs(5))?, 1000);
+/// assert_eq!(recorder.close()?, 1000); // drains, seals, syncs
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Recorder {
     producer: ring::Producer<RequestEvent>,
     last_event_id: u64,
