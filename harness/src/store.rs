@@ -208,8 +208,5 @@ fn refuse_without_magic(path: &Path) -> Result<(), CliError> {
     if found == SEGMENT_MAGIC || is_compressed_magic(&head[..n]) {
         return Ok(());
     }
-    Err(CliError::at(
-        path,
-        format!("offset 0: {}", Reason::BadMagic { found }),
-    ))
+    Err(CliError::at_offset(path, 0, Reason::BadMagic { found }))
 }

@@ -411,10 +411,18 @@ fn nothing_to_salvage_is_refused_and_creates_nothing() {
     let b = tmp.path().join("b");
     let out = fswal(&["salvage", "--json", p(&a), p(&b)]);
     assert_eq!(code(&out), 2);
-    assert_eq!(stdout(&out), "");
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("nothing to salvage"), "{err}");
+    // With --json, the error is also the one object on stdout.
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    let json = last_json(&out);
+    assert!(
+        json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nothing to salvage")),
+        "{json}"
+    );
     assert!(!b.exists(), "{} was created", p(&b));
     assert!(!building(&b).exists(), "a temporary log was left");
     assert_unchanged(&a, &before, "salvage");

@@ -348,7 +348,8 @@ fn catch_stop_signals() -> Result<(), CliError> {
 }
 
 /// The error of an append, sync or close that failed, with what the user needs to go
-/// on: for an id that does not increase, the options that continue the log.
+/// on: for an id that does not increase, the options that continue the log; for a full
+/// file system, the last event that is durable, since the events after it are lost.
 fn append_error<C: fswal_core::writer::Clock>(
     writer: &WalWriter<AnyStore, C>,
     args: &RecordArgs,
@@ -365,6 +366,22 @@ fn append_error<C: fswal_core::writer::Clock>(
             "{place}: {e} (the WAL already holds events through {last_event_id}; use --start-id {} or --resume)",
             last_event_id.saturating_add(1)
         )),
+        fswal_core::Error::Device(ref device)
+            if device.source.kind() == std::io::ErrorKind::StorageFull =>
+        {
+            let (durable, last) = (writer.durable_event_id(), writer.last_event_id());
+            let after = if last > durable {
+                format!(
+                    "; the {} event(s) appended after it, through {last}, are not known durable",
+                    last - durable
+                )
+            } else {
+                String::new()
+            };
+            CliError::from_core(writer.store(), e).context(format!(
+                "the file system is full: the last durable event is {durable}{after}; free space, then `fswal record --resume` continues after the last event the log kept"
+            ))
+        }
         e => CliError::from_core(writer.store(), e),
     }
 }

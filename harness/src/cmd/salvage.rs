@@ -602,7 +602,7 @@ fn abandoned(placement: &Placement, destination: &Path, e: &CliError) -> CliErro
     let building = &placement.building;
     let what = match fs::symlink_metadata(building) {
         // Not created: the error says all there is to say.
-        Err(_) => return CliError::new(e.0.clone()),
+        Err(_) => return e.clone(),
         Ok(_) => match fs::remove_dir_all(building) {
             Ok(()) => format!(
                 "the partial log built in {} was removed",
@@ -615,8 +615,8 @@ fn abandoned(placement: &Placement, destination: &Path, e: &CliError) -> CliErro
             ),
         },
     };
-    CliError::new(format!(
-        "{e}; salvage stopped: {} was not written ({what})",
+    e.clone().context(format!(
+        "salvage stopped: {} was not written ({what})",
         destination.display()
     ))
 }

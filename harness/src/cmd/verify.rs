@@ -30,12 +30,25 @@ pub struct VerifyArgs {
     /// (diagnostic).
     #[arg(long, value_enum, default_value_t = ModeArg::Strict)]
     pub mode: ModeArg,
-    /// Workers verifying blocks in parallel (default: one per core).
-    #[arg(long, value_name = "N")]
+    /// Workers verifying blocks in parallel, at least 1 (default: one per core).
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<NonZeroUsize>,
     /// Where the WAL is.
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+/// Accepts a worker count of at least 1, and says so for 0 or anything else: clap's
+/// own message for 0 ("number would be zero for non-zero type") names a type, not the
+/// rule.
+fn parse_threads(text: &str) -> Result<NonZeroUsize, String> {
+    text.parse::<usize>()
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| {
+            "the number of worker threads must be a whole number of at least 1 (omit --threads for one per core)"
+                .to_owned()
+        })
 }
 
 /// One worker per core, as the system reports them.
