@@ -31,6 +31,7 @@
 //! | [`limits`] | sizes and bounds, with their relations asserted |
 //! | [`mem`] | in-memory devices |
 //! | `fault` | a fault-injecting store that builds crash images (feature `testing`) |
+//! | `rng` | the deterministic generator of the crash simulator and the randomized tests (feature `testing`) |
 //! | [`reference`](mod@reference) | the reference event stream of the known answers |
 //!
 //! Features: `std` adds [`mem::MemStore`], an in-memory segment store; `testing` adds
@@ -60,6 +61,8 @@ pub mod parallel;
 pub mod recovery;
 pub mod reference;
 pub mod replay;
+#[cfg(any(test, feature = "testing"))]
+pub mod rng;
 pub mod seek;
 pub mod segment_header;
 pub mod store;

@@ -96,30 +96,8 @@ fn fixed_clock() -> u64 {
 
 const CLOCK: SimClock = fixed_clock;
 
-/// A deterministic generator (xorshift64): the same seed gives the same run.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator for `seed` (any value).
-    #[must_use]
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    /// The next value.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A value in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
-    }
-}
+/// The deterministic generator (xorshift64): the same seed gives the same run.
+pub use fswal_core::rng::XorShift64 as Rng;
 
 /// What to simulate.
 #[derive(Clone, Copy, Debug)]

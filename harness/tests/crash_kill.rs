@@ -22,21 +22,8 @@ const FSWAL: &str = env!("CARGO_BIN_EXE_fswal");
 /// Kills per backend.
 const ROUNDS: u32 = 6;
 
-/// A small xorshift generator: deterministic for a seed, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+/// The deterministic generator the crash simulator uses.
+use fswal_core::rng::XorShift64 as Rng;
 
 fn seed() -> u64 {
     let seed = std::env::var("FSWAL_CRASH_SEED")
@@ -127,7 +114,7 @@ fn record_then_kill(dir: &Path, backend: &str, sync_every: u64, delay: Duration)
 fn crash_rounds(backend: &str, seed: u64) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("wal");
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut acknowledged = 0u64;
     for round in 0..ROUNDS {
         let sync_every = [1u64, 7, 256, 1000, 4096][usize::try_from(rng.below(5)).expect("index")];
