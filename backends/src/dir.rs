@@ -182,6 +182,7 @@ impl DirPreparer {
 /// exist are listed, exported and released by `fswal preserved`, and removed with
 /// their segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TornCopy {
     /// The side file.
     pub path: PathBuf,
@@ -191,6 +192,20 @@ pub struct TornCopy {
     pub offset_bytes: u64,
     /// How many bytes the copy holds.
     pub len_bytes: u64,
+}
+
+impl TornCopy {
+    /// The copy in side file `path` of `len_bytes` bytes from `offset_bytes` of
+    /// segment `segment` (what the store lists; for tests of code that handles them).
+    #[must_use]
+    pub fn new(path: PathBuf, segment: u32, offset_bytes: u64, len_bytes: u64) -> Self {
+        Self {
+            path,
+            segment,
+            offset_bytes,
+            len_bytes,
+        }
+    }
 }
 
 /// The segment and offset in the name of a torn-tail copy, or `None` for any other name.
@@ -209,6 +224,7 @@ fn parse_torn_copy_name(name: &str) -> Option<(u32, u64)> {
 /// A segment of a WAL directory: its file as written (`FS.%08u.wal`), opened as a
 /// device of kind `D`, or its compressed copy (`FS.%08u.wal.lz4`), read-only.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum DirSegment<D> {
     /// The segment file itself.
     Raw(D),

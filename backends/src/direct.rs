@@ -92,6 +92,7 @@ const BLKGETSIZE64: libc::Ioctl = libc::_IOR::<u64>(0x12, 114);
 
 /// What the kernel says about the sectors and the size of a file or block device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Geometry {
     /// The unit of direct I/O: offsets, lengths and buffer addresses must be multiples
     /// of it. For a block device, its logical sector size (`BLKSSZGET`); for a regular

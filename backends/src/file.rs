@@ -45,6 +45,7 @@ const FALLOCATE_ATTEMPTS_MAX: u32 = 64;
 /// A failed file operation: which operation, on which file, at which offset, and the
 /// operating system's reason.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct FileError {
     /// The operation that failed (`"open"`, `"read"`, `"write"`, `"sync"`, ...).
     pub op: &'static str,

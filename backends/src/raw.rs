@@ -63,6 +63,7 @@ const LOCK_ATTEMPTS_MAX: u32 = 64;
 /// One entry of the quarantine area: bytes an earlier version of recovery copied there
 /// before clearing them.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct QuarantineEntry {
     /// The entry's number (0..40).
     pub entry: u32,
@@ -72,6 +73,20 @@ pub struct QuarantineEntry {
     pub offset_bytes: u64,
     /// The bytes.
     pub bytes: Vec<u8>,
+}
+
+impl QuarantineEntry {
+    /// Entry `entry`, holding `bytes` from `offset_bytes` of segment `segment` (what
+    /// the store lists; for tests of code that handles them).
+    #[must_use]
+    pub fn new(entry: u32, segment: u32, offset_bytes: u64, bytes: Vec<u8>) -> Self {
+        Self {
+            entry,
+            segment,
+            offset_bytes,
+            bytes,
+        }
+    }
 }
 
 /// A WAL on a raw block device (or a file used as one).
@@ -966,13 +981,7 @@ mod tests {
 
         let (_tmp, path) = blank_image(8 * MIB);
         let store = RawStore::format(&path, 16, 1, false).unwrap();
-        let config = WriterConfig {
-            retention: Retention {
-                segments_max: Some(3),
-                bytes_max: None,
-            },
-            ..WriterConfig::with_blocks(16)
-        };
+        let config = WriterConfig::with_blocks(16).retention(Retention::segments(3));
         let mut store = write(store, 1..=20 * 4096 + 5, config);
         assert_eq!(store.segment_range().unwrap(), Some((18, 20)));
         drop(store);
@@ -1161,13 +1170,7 @@ mod tests {
         assert!(e.to_string().contains("the device is full"), "{e}");
         drop(w);
         for keep in [1, 3, slots] {
-            let config = WriterConfig {
-                retention: Retention {
-                    segments_max: Some(keep),
-                    bytes_max: None,
-                },
-                ..WriterConfig::with_blocks(16)
-            };
+            let config = WriterConfig::with_blocks(16).retention(Retention::segments(keep));
             let store = RawStore::open(&path, true, false).unwrap();
             let (_, recovered) = replay(&path);
             let last = *recovered.last_event_id.as_ref().unwrap();
@@ -1190,13 +1193,7 @@ mod tests {
         drop(store);
         write_quarantine_entry(&path, 0, 0, 64, &[1u8; 10]);
         write_quarantine_entry(&path, 1, 1, 64, &[2u8; 10]);
-        let config = WriterConfig {
-            retention: Retention {
-                segments_max: Some(2),
-                bytes_max: None,
-            },
-            ..WriterConfig::with_blocks(16)
-        };
+        let config = WriterConfig::with_blocks(16).retention(Retention::segments(2));
         // Seven slots: segment 7 reuses the slot of segment 0.
         let store = RawStore::open(&path, true, false).unwrap();
         let mut store = write(store, 1..=7 * 4096 + 1, config);

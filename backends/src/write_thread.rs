@@ -24,6 +24,7 @@ pub const IN_FLIGHT_MAX: usize = 2;
 
 /// A write the thread could not make.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Failed {
     /// Where it was to go.
     pub offset_bytes: u64,

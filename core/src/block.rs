@@ -34,6 +34,7 @@ use crate::limits::{BLOCK_EVENTS_MAX, BLOCK_HEADER_SIZE_BYTES, BLOCK_SIZE_BYTES}
 /// One block exactly as it is stored.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, PartialEq, Eq, Debug)]
 #[repr(C, align(64))]
+#[non_exhaustive]
 pub struct Block {
     /// The block header.
     pub header: BlockHeader,

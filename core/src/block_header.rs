@@ -57,6 +57,7 @@ const _: () = assert!(offset_of!(BlockHeader, padding) == 46);
 
 /// The fields of a block header other than its own checksum and padding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BlockFields {
     /// Id of the first event.
     pub first_event_id: u64,

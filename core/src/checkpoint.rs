@@ -97,6 +97,7 @@ const _: () = assert!(offset_of!(Checkpoint, checksum) == 56);
 
 /// Where a checkpoint says the log ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CheckpointFields {
     /// The segment holding the last durable block.
     pub segment_index: u32,
@@ -112,6 +113,7 @@ pub struct CheckpointFields {
 
 /// Why 64 bytes are not a checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CheckpointDefect {
     /// Not the checkpoint magic.
     BadMagic,

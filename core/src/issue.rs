@@ -329,6 +329,7 @@ impl fmt::Display for Reason {
 
 /// Where a problem was found, and what it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Issue {
     /// Index of the segment.
     pub segment: u32,
@@ -338,6 +339,20 @@ pub struct Issue {
     pub offset_bytes: u64,
     /// What is wrong.
     pub reason: Reason,
+}
+
+impl Issue {
+    /// The issue `reason` at `offset_bytes` of segment `segment`, in block slot
+    /// `block` (`None`: the segment itself).
+    #[must_use]
+    pub const fn new(segment: u32, block: Option<u32>, offset_bytes: u64, reason: Reason) -> Self {
+        Self {
+            segment,
+            block,
+            offset_bytes,
+            reason,
+        }
+    }
 }
 
 impl fmt::Display for Issue {

@@ -13,6 +13,7 @@ use crate::device::{BlockDevice, DeviceError, ErrorKind, range_within};
 
 /// An error of a memory device: what was asked and why it could not be done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemError {
     /// What went wrong.
     pub kind: ErrorKind,

@@ -53,6 +53,7 @@ const _: () = assert!(PIECE_BLOCKS >= 1 && PIECE_BLOCKS <= SEGMENT_BLOCKS_MAX);
 /// Why the fast path gave up: the log is not plain (or could not be read), and the
 /// sequential replay must decide. Where is only a hint for logs and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Unusual {
     /// The segment where the fast path stopped.
     pub segment: u32,

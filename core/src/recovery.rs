@@ -112,6 +112,7 @@ impl Findings {
 
 /// Why recovery seals the open last segment early.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SealReason {
     /// Its slots after the last valid block hold bytes that do not verify (a torn or
     /// reordered tail). `past_watermark` says whether a durable watermark proves that
@@ -128,6 +129,7 @@ pub enum SealReason {
 
 /// Why recovery refuses; nothing was changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Refusal {
     /// Damage that is not a torn tail.
     Damaged,
@@ -139,6 +141,7 @@ pub enum Refusal {
 
 /// What reopening a log does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Decision {
     /// No segment yet: a new log.
     Start,

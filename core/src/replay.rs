@@ -77,6 +77,7 @@ pub enum Mode {
 
 /// A segment replay has opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SegmentInfo {
     /// Its index.
     pub index: u32,
@@ -90,6 +91,7 @@ pub struct SegmentInfo {
 
 /// A verified block's events.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct BlockView<'a> {
     /// Index of its segment.
     pub segment: u32,
@@ -101,6 +103,7 @@ pub struct BlockView<'a> {
 
 /// One step of replay.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub enum Step<'a> {
     /// A segment starts.
     Segment(SegmentInfo),
@@ -112,6 +115,7 @@ pub enum Step<'a> {
 
 /// Where a log ends: what a writer needs to continue it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Tail {
     /// Index of the last segment holding valid data (or the last segment opened).
     pub segment: u32,
@@ -135,6 +139,7 @@ pub struct Tail {
 
 /// What replay found, so far or in all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Summary {
     /// `Ok`, or whether valid data follows the first problem.
     pub status: Status,

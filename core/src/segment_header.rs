@@ -91,6 +91,7 @@ const _: () = assert!(offset_of!(SegmentHeader, last_chained_checksum) == 56);
 
 /// The totals a sealed header records about its segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SealedTotals {
     /// Blocks written, full or partial.
     pub block_count: u32,

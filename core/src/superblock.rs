@@ -110,6 +110,7 @@ const _: () = assert!(offset_of!(Superblock, checksum) == 56);
 
 /// The layout a superblock describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Layout {
     /// The device's sector size when formatted.
     pub logical_block_bytes: u32,

@@ -264,6 +264,7 @@ pub const LARGE_SEGMENTS_REFUSED: &str = "segments of more than 261120 block slo
 
 /// How a [`WalWriter`] is set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WriterConfig {
     /// Block slots in each new segment (16..=524288) of a new log, and of a reopened
     /// one when `keep_segment_blocks` is off.
@@ -311,11 +312,61 @@ impl WriterConfig {
             allow_large_segments: false,
         }
     }
+
+    /// Block slots in each new segment of a new log (see
+    /// [`WriterConfig::blocks_per_segment`](field@WriterConfig::blocks_per_segment)).
+    #[must_use]
+    pub const fn blocks_per_segment(mut self, blocks: u32) -> Self {
+        self.blocks_per_segment = blocks;
+        self
+    }
+
+    /// Whether a reopened log's new segments keep the size of its last segment (on by
+    /// default; see
+    /// [`WriterConfig::keep_segment_blocks`](field@WriterConfig::keep_segment_blocks)).
+    #[must_use]
+    pub const fn keep_segment_blocks(mut self, keep: bool) -> Self {
+        self.keep_segment_blocks = keep;
+        self
+    }
+
+    /// Which old segments to delete once newer ones are sealed (default: none,
+    /// [`Retention::KEEP_ALL`]).
+    #[must_use]
+    pub const fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// How much of the log opening verifies (default [`OpenScan::Full`]).
+    #[must_use]
+    pub const fn open_scan(mut self, open_scan: OpenScan) -> Self {
+        self.open_scan = open_scan;
+        self
+    }
+
+    /// Whether every sync also writes the sync mark (on by default; see
+    /// [`WriterConfig::sync_marks`](field@WriterConfig::sync_marks)).
+    #[must_use]
+    pub const fn sync_marks(mut self, sync_marks: bool) -> Self {
+        self.sync_marks = sync_marks;
+        self
+    }
+
+    /// Whether segments may have more than [`CPP_READER_BLOCKS_MAX`] block slots
+    /// (off by default; see
+    /// [`WriterConfig::allow_large_segments`](field@WriterConfig::allow_large_segments)).
+    #[must_use]
+    pub const fn allow_large_segments(mut self, allow: bool) -> Self {
+        self.allow_large_segments = allow;
+        self
+    }
 }
 
 /// Which old segments to delete. Only sealed (hence durable) segments older than the
 /// newest one are ever deleted, oldest first, after a segment is sealed or created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Retention {
     /// Keep at most this many segments, the active one included (at least 1).
     pub segments_max: Option<u32>,
@@ -330,10 +381,37 @@ impl Retention {
         segments_max: None,
         bytes_max: None,
     };
+
+    /// Keep at most `segments` segments, the active one included (at least 1).
+    #[must_use]
+    pub const fn segments(segments: u32) -> Self {
+        Self::KEEP_ALL.segments_max(Some(segments))
+    }
+
+    /// Keep at most `bytes` bytes of segments; the newest segment is always kept.
+    #[must_use]
+    pub const fn bytes(bytes: u64) -> Self {
+        Self::KEEP_ALL.bytes_max(Some(bytes))
+    }
+
+    /// Keep at most this many segments (`None`: no limit on the count).
+    #[must_use]
+    pub const fn segments_max(mut self, segments: Option<u32>) -> Self {
+        self.segments_max = segments;
+        self
+    }
+
+    /// Keep at most this many bytes of segments (`None`: no limit on the bytes).
+    #[must_use]
+    pub const fn bytes_max(mut self, bytes: Option<u64>) -> Self {
+        self.bytes_max = bytes;
+        self
+    }
 }
 
 /// How much of the log [`WalWriter::open`] verifies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OpenScan {
     /// Every segment, from the first: damage anywhere refuses to open.
     Full,
@@ -346,6 +424,7 @@ pub enum OpenScan {
 
 /// What recovery made of the checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CheckpointUse {
     /// There was none.
     Absent,

@@ -58,7 +58,6 @@ where
             issues[0]
         );
         match step {
-            Step::Segment(_) => {}
             Step::Issue(issue) => issues.push(issue),
             Step::Block(view) => {
                 assert!(
@@ -88,6 +87,8 @@ where
                     events.push(*e);
                 }
             }
+            // A segment starting (and any later kind of step) holds no events.
+            _ => {}
         }
     }
     let summary = *replay.summary();

@@ -393,10 +393,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn writer_config(config: SimConfig, open_scan: OpenScan) -> WriterConfig {
-    WriterConfig {
-        open_scan,
-        ..WriterConfig::with_blocks(config.blocks_per_segment)
-    }
+    WriterConfig::with_blocks(config.blocks_per_segment).open_scan(open_scan)
 }
 
 /// Events between syncs: mostly a few, so that crash points come often; sometimes

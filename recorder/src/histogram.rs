@@ -129,6 +129,7 @@ impl Histogram {
 
 /// A copy of a histogram's counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Snapshot {
     buckets: Vec<u64>,
     /// Values recorded.

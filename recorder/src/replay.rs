@@ -57,6 +57,7 @@ pub const THREADS_MAX: usize = 64;
 
 /// How a parallel replay ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Outcome {
     /// What replay found: always what the sequential strict replay finds.
     pub summary: Summary,

@@ -83,10 +83,7 @@ pub(super) fn write_reference_wal(dir: &Path, events: u64, blocks_per_segment: u
     let (mut writer, _) = WalWriter::open(
         store,
         || 1u64,
-        WriterConfig {
-            blocks_per_segment,
-            ..WriterConfig::default()
-        },
+        WriterConfig::with_blocks(blocks_per_segment),
     )
     .unwrap();
     for i in 1..=events {

@@ -1105,21 +1105,21 @@ mod tests {
     }
 
     fn copy(name: &str, segment: u32, offset_bytes: u64) -> Item {
-        Item::TornCopy(TornCopy {
-            path: Path::new("/wal").join(name),
+        Item::TornCopy(TornCopy::new(
+            Path::new("/wal").join(name),
             segment,
             offset_bytes,
-            len_bytes: 10,
-        })
+            10,
+        ))
     }
 
     fn entry(entry: u32, segment: u32, offset_bytes: u64) -> Item {
-        Item::Quarantine(QuarantineEntry {
+        Item::Quarantine(QuarantineEntry::new(
             entry,
             segment,
             offset_bytes,
-            bytes: vec![1; 10],
-        })
+            vec![1; 10],
+        ))
     }
 
     #[test]

@@ -179,7 +179,13 @@ fn sealed_tail_line(store: &AnyStore, recovery: &Recovery) -> Option<String> {
                 .map(|a| format!("; {a} are set aside in place, never replayed"))
                 .unwrap_or_default()
         ),
-        (SealReason::TornTail { .. }, None) => format!("recovered: {sealed}; {goes_on}"),
+        // A torn tail with nothing set aside, and any reason a later version adds.
+        (_, aside) => format!(
+            "recovered: {sealed}{}; {goes_on}",
+            aside
+                .map(|a| format!("; {a} are set aside in place, never replayed"))
+                .unwrap_or_default()
+        ),
     })
 }
 
@@ -394,22 +400,21 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
         ));
     }
     let (store, blocks_per_segment) = open_store(args)?;
-    let config = WriterConfig {
-        blocks_per_segment,
+    let config = WriterConfig::with_blocks(blocks_per_segment)
         // An explicit size applies to the new segments of an existing log too.
-        keep_segment_blocks: args.blocks_per_segment.is_none(),
-        retention: Retention {
-            segments_max: args.retain_segments,
-            bytes_max: args.retain_bytes,
-        },
-        open_scan: if args.open_from_checkpoint {
+        .keep_segment_blocks(args.blocks_per_segment.is_none())
+        .retention(
+            Retention::KEEP_ALL
+                .segments_max(args.retain_segments)
+                .bytes_max(args.retain_bytes),
+        )
+        .open_scan(if args.open_from_checkpoint {
             OpenScan::FromCheckpoint
         } else {
             OpenScan::Full
-        },
-        sync_marks: !args.no_sync_marks,
-        allow_large_segments: args.allow_large_segments,
-    };
+        })
+        .sync_marks(!args.no_sync_marks)
+        .allow_large_segments(args.allow_large_segments);
     let (mut writer, recovery) = match WalWriter::open(store, wall_clock_ns, config) {
         Ok(opened) => opened,
         Err(e) => return Err(CliError::from_core(&view(args)?, e)),

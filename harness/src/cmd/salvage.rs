@@ -728,7 +728,6 @@ fn copy(
         };
         match step {
             Step::Issue(issue) => gaps.issue(issue),
-            Step::Segment(_) => {}
             Step::Block(view) => {
                 let (Some(first), Some(last)) = (view.events.first(), view.events.last()) else {
                     continue;
@@ -744,6 +743,8 @@ fn copy(
                 log.append_batch(view.events)
                     .map_err(|e| CliError::from_core(log.store(), e))?;
             }
+            // A segment starting, and any step a later version adds, hold no events.
+            _ => {}
         }
     }
     let summary = *replay.summary();
@@ -991,12 +992,7 @@ mod tests {
     use super::*;
 
     fn issue(segment: u32, block: Option<u32>) -> Issue {
-        Issue {
-            segment,
-            block,
-            offset_bytes: 64,
-            reason: Reason::MissingBlock,
-        }
+        Issue::new(segment, block, 64, Reason::MissingBlock)
     }
 
     /// What happened during a replay, in order.
