@@ -233,6 +233,19 @@ pub struct Faults {
     pub power_cut_after_bytes: Option<u64>,
 }
 
+/// How many operations of each kind a [`FaultStore`]'s devices made (see
+/// [`FaultStore::operations`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Operations {
+    /// Reads.
+    pub reads: u64,
+    /// Writes.
+    pub writes: u64,
+    /// Syncs.
+    pub syncs: u64,
+}
+
 /// Observes crash points.
 pub type Observer = Box<dyn FnMut(&Snapshot) + Send>;
 
@@ -466,6 +479,18 @@ impl FaultStore {
     /// Injects `faults` from now on.
     pub fn set_faults(&self, faults: Faults) {
         lock(&self.state).faults = faults;
+    }
+
+    /// How many reads, writes and syncs the store's devices have made so far: the
+    /// numbers [`Faults`] counts in, so that a test can fail the next one.
+    #[must_use]
+    pub fn operations(&self) -> Operations {
+        let state = lock(&self.state);
+        Operations {
+            reads: state.reads,
+            writes: state.writes,
+            syncs: state.syncs,
+        }
     }
 
     /// Hands `observer` a snapshot before every operation that changes what a crash

@@ -1334,12 +1334,13 @@ mod tests {
 
     use super::*;
     use crate::event::EventDefect;
+    use crate::fault::{FaultStore, Faults};
     use crate::issue::{Reason, Status};
     use crate::mem::MemStore;
     use crate::reference::reference_event;
     use crate::segment_header::HeaderState;
     use crate::store::SegmentStore;
-    use crate::testutil::{FailingStore, ids, reference_log, replay, ticking_clock, write_events};
+    use crate::testutil::{ids, reference_log, replay, ticking_clock, write_events};
 
     const SMALL: WriterConfig = WriterConfig::with_blocks(16);
 
@@ -1752,45 +1753,53 @@ mod tests {
 
     #[test]
     fn a_failed_sync_stops_the_writer() {
-        let store = FailingStore::new(MemStore::new());
-        let fail_syncs = store.fail_syncs.clone();
+        let store = FaultStore::new();
+        let faults = store.clone();
         let (mut w, _) = WalWriter::open(store, ticking_clock(), SMALL).unwrap();
         for i in 1..=300 {
             w.append(&reference_event(i)).unwrap();
         }
         assert_eq!(w.sync(), Ok(300));
         w.append(&reference_event(301)).unwrap();
-        fail_syncs.store(true, Ordering::Relaxed);
+        faults.set_faults(Faults {
+            fail_sync_at: Some(faults.operations().syncs),
+            ..Faults::default()
+        });
         assert!(matches!(w.sync(), Err(Error::Device(_))));
         assert_eq!(
             w.durable_event_id(),
             300,
             "nothing after the failed sync is durable"
         );
-        fail_syncs.store(false, Ordering::Relaxed);
+        faults.set_faults(Faults::default());
+        let syncs = faults.operations().syncs;
         assert_eq!(
             w.sync(),
             Err(Error::Poisoned),
             "a failed sync is never retried"
         );
+        assert_eq!(faults.operations().syncs, syncs, "not even tried");
         assert_eq!(w.append(&reference_event(302)), Err(Error::Poisoned));
         assert_eq!(w.close(), Err(Error::Poisoned));
     }
 
     #[test]
     fn a_failed_write_stops_the_writer() {
-        let store = FailingStore::new(MemStore::new());
-        let fail_writes = store.fail_writes.clone();
+        let store = FaultStore::new();
+        let faults = store.clone();
         let (mut w, _) = WalWriter::open(store, ticking_clock(), SMALL).unwrap();
         for i in 1..=255 {
             w.append(&reference_event(i)).unwrap();
         }
-        fail_writes.store(true, Ordering::Relaxed);
+        faults.set_faults(Faults {
+            fail_write_at: Some(faults.operations().writes),
+            ..Faults::default()
+        });
         assert!(matches!(
             w.append(&reference_event(256)),
             Err(Error::Device(_))
         ));
-        fail_writes.store(false, Ordering::Relaxed);
+        faults.set_faults(Faults::default());
         assert_eq!(w.append(&reference_event(257)), Err(Error::Poisoned));
     }
 
