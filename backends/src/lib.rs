@@ -17,6 +17,10 @@
 //! Features: `std` (default) adds every backend but the memory device, and the
 //! in-memory store. Without it the crate is `no_std` and offers only the memory device, so that
 //! an embedded host depends on one backend crate whatever it runs on.
+//!
+//! The file-based modules exist only on Unix (`cfg(unix)`): they use `libc` and the
+//! positioned I/O of `std::os::unix`. Elsewhere the crate offers the memory device and
+//! the in-memory store.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -26,28 +30,28 @@ extern crate std;
 
 pub mod memory;
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", unix))]
 pub mod file;
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", unix))]
 pub mod dir;
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", unix))]
 pub mod mmap;
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", unix))]
 pub mod direct;
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", unix))]
 pub mod lz4;
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", unix))]
 pub mod raw;
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", unix))]
 pub mod write_thread;
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", unix))]
 pub mod any;
 
 #[cfg(any(test, feature = "testing"))]
