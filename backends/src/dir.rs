@@ -66,7 +66,16 @@ use fswal_core::segment_header::{HeaderState, SegmentHeader};
 use fswal_core::store::{parse_segment_file_name, segment_file_name};
 
 use crate::file::{FileDevice, FileError, SegmentFile, create_dir_durably, sync_dir};
+mod lock;
+mod preparer;
+mod segment;
+mod torn;
 mod twins;
+
+use lock::lock_exclusive;
+pub use preparer::DirPreparer;
+pub use segment::DirSegment;
+pub use torn::TornCopy;
 
 use crate::lz4::{
     COMPRESSED_SUFFIX, Lz4Device, MAGIC_PROBE_BYTES, compress_segment, is_compressed_magic,
@@ -98,9 +107,6 @@ const MARK_FILE_BYTES: u64 = 4096;
 /// The suffix that starts the name of a torn-tail copy (see [`TornCopy`]), after the
 /// segment's file name.
 pub const TORN_COPY_INFIX: &str = ".torn-";
-
-/// How many times `flock` is retried when a signal interrupts it.
-const LOCK_ATTEMPTS_MAX: u32 = 64;
 
 /// How a store was opened.
 #[derive(Debug)]
@@ -143,160 +149,6 @@ pub struct SegmentDir<D> {
     twins_checked: std::collections::BTreeSet<u32>,
     /// The device kind of the segments: a type only, no value.
     device: PhantomData<fn() -> D>,
-}
-
-/// Allocates segment files ahead of need: `FS.<index>.wal.prep`, full size, zeros,
-/// synced, holding no header (so nothing reads it as a segment), made under a temporary
-/// name and renamed, so that the store only ever finds whole ones. The store takes the
-/// file when it creates that segment, and then only writes its header.
-#[derive(Clone, Debug)]
-pub struct DirPreparer {
-    dir: PathBuf,
-}
-
-impl DirPreparer {
-    /// Allocates the file of segment `index`, `size_bytes` long, unless it exists.
-    pub fn prepare(&self, index: u32, size_bytes: u64) -> Result<(), FileError> {
-        let Some(name) = segment_file_name(index) else {
-            return Ok(());
-        };
-        let path = with_suffix(&self.dir.join(name.as_str()), PREPARED_SUFFIX);
-        if path.exists() || self.dir.join(name.as_str()).exists() {
-            return Ok(());
-        }
-        let tmp = with_suffix(&path, ".tmp");
-        match fs::remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(FileError::new("remove stale", tmp, None, e)),
-        }
-        FileDevice::create_preallocated(&tmp, size_bytes, &[])?;
-        fs::rename(&tmp, &path).map_err(|e| FileError::new("rename", tmp.as_path(), None, e))
-    }
-}
-
-/// A copy of torn-tail bytes that an earlier version of fswal's recovery made before
-/// clearing them: the side file `FS.<segment>.wal.torn-<offset, 12 digits>` (or that
-/// name with `.1`, `.2`, ...). Recovery no longer makes them (it seals the segment at
-/// its last valid block and leaves the slots after it in place), but the copies that
-/// exist are listed, exported and released by `fswal preserved`, and removed with
-/// their segment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TornCopy {
-    /// The side file.
-    pub path: PathBuf,
-    /// The segment the bytes came from.
-    pub segment: u32,
-    /// Where in that segment.
-    pub offset_bytes: u64,
-    /// How many bytes the copy holds.
-    pub len_bytes: u64,
-}
-
-impl TornCopy {
-    /// The copy in side file `path` of `len_bytes` bytes from `offset_bytes` of
-    /// segment `segment` (what the store lists; for tests of code that handles them).
-    #[must_use]
-    pub fn new(path: PathBuf, segment: u32, offset_bytes: u64, len_bytes: u64) -> Self {
-        Self {
-            path,
-            segment,
-            offset_bytes,
-            len_bytes,
-        }
-    }
-}
-
-/// The segment and offset in the name of a torn-tail copy, or `None` for any other name.
-fn parse_torn_copy_name(name: &str) -> Option<(u32, u64)> {
-    let at = name.find(TORN_COPY_INFIX)?;
-    let segment = parse_segment_file_name(name.get(..at)?)?;
-    let rest = name.get(at + TORN_COPY_INFIX.len()..)?;
-    let (offset, copy) = rest.split_once('.').unwrap_or((rest, ""));
-    let numbered = copy.is_empty() || copy.bytes().all(|b| b.is_ascii_digit());
-    if offset.len() != 12 || !offset.bytes().all(|b| b.is_ascii_digit()) || !numbered {
-        return None;
-    }
-    Some((segment, offset.parse().ok()?))
-}
-
-/// A segment of a WAL directory: its file as written (`FS.%08u.wal`), opened as a
-/// device of kind `D`, or its compressed copy (`FS.%08u.wal.lz4`), read-only.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum DirSegment<D> {
-    /// The segment file itself.
-    Raw(D),
-    /// The LZ4 container of a sealed segment, decompressed as it is read.
-    Compressed(Lz4Device),
-}
-
-impl<D: SegmentFile> DirSegment<D> {
-    /// The file the segment is read from.
-    #[must_use]
-    pub fn path(&self) -> &Path {
-        match self {
-            Self::Raw(d) => d.path(),
-            Self::Compressed(d) => d.path(),
-        }
-    }
-
-    /// The raw segment device, or `None` for a compressed segment.
-    #[must_use]
-    pub fn raw(&self) -> Option<&D> {
-        match self {
-            Self::Raw(d) => Some(d),
-            Self::Compressed(_) => None,
-        }
-    }
-}
-
-impl<D: BlockDevice<Error = FileError>> BlockDevice for DirSegment<D> {
-    type Error = FileError;
-
-    fn write_granularity_bytes(&self) -> u32 {
-        match self {
-            Self::Raw(d) => d.write_granularity_bytes(),
-            Self::Compressed(d) => d.write_granularity_bytes(),
-        }
-    }
-    fn len_bytes(&self) -> u64 {
-        match self {
-            Self::Raw(d) => d.len_bytes(),
-            Self::Compressed(d) => d.len_bytes(),
-        }
-    }
-    fn capacity_bytes(&self) -> u64 {
-        match self {
-            Self::Raw(d) => d.capacity_bytes(),
-            Self::Compressed(d) => d.capacity_bytes(),
-        }
-    }
-    fn read_exact_at(&mut self, offset_bytes: u64, buf: &mut [u8]) -> Result<(), FileError> {
-        match self {
-            Self::Raw(d) => d.read_exact_at(offset_bytes, buf),
-            Self::Compressed(d) => d.read_exact_at(offset_bytes, buf),
-        }
-    }
-    fn write_all_at(&mut self, offset_bytes: u64, buf: &[u8]) -> Result<(), FileError> {
-        match self {
-            Self::Raw(d) => d.write_all_at(offset_bytes, buf),
-            Self::Compressed(d) => d.write_all_at(offset_bytes, buf),
-        }
-    }
-    fn sync(&mut self) -> Result<(), FileError> {
-        match self {
-            Self::Raw(d) => d.sync(),
-            Self::Compressed(d) => d.sync(),
-        }
-    }
-    fn mapped_bytes(&self) -> Option<&[u8]> {
-        match self {
-            Self::Raw(d) => d.mapped_bytes(),
-            Self::Compressed(d) => d.mapped_bytes(),
-        }
-    }
 }
 
 /// The segment index and whether the file is compressed, for a name that is exactly
@@ -487,17 +339,6 @@ impl<D: SegmentFile> SegmentDir<D> {
         Ok(())
     }
 
-    /// The file prepared ahead of need for segment `index`.
-    fn prepared_path(&self, index: u32) -> Result<PathBuf, FileError> {
-        self.named_segment_path("prepare", index)
-            .map(|raw| with_suffix(&raw, PREPARED_SUFFIX))
-    }
-
-    /// Allocates the file of segment `index` ahead of need (see [`DirPreparer`]).
-    fn prepare(&mut self, index: u32, size_bytes: u64) -> Result<(), FileError> {
-        self.preparer().prepare(index, size_bytes)
-    }
-
     /// The same store, allocating (or not) the next segment's file whenever it creates a
     /// segment. Turn it off when a [`DirPreparer`] on another thread does that work.
     #[must_use]
@@ -523,36 +364,6 @@ impl<D: SegmentFile> SegmentDir<D> {
         DirPreparer {
             dir: self.path.clone(),
         }
-    }
-
-    /// Moves the file prepared for segment `index` to `tmp` and writes `initial` into
-    /// it, synced; returns whether there was one of `size_bytes` (a prepared file of
-    /// another size is removed).
-    fn take_prepared(
-        &mut self,
-        index: u32,
-        tmp: &Path,
-        size_bytes: u64,
-        initial: &[u8],
-    ) -> Result<bool, FileError> {
-        let prepared = self.prepared_path(index)?;
-        match fs::metadata(&prepared) {
-            Ok(m) if m.is_file() && m.len() == size_bytes => {}
-            Ok(_) => {
-                fs::remove_file(&prepared)
-                    .map_err(|e| FileError::new("remove stale", prepared.as_path(), None, e))?;
-                return Ok(false);
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(FileError::new("stat", prepared, None, e)),
-        }
-        fs::rename(&prepared, tmp)
-            .map_err(|e| FileError::new("rename", prepared.as_path(), None, e))?;
-        let mut file = FileDevice::open_read_write(tmp)?;
-        file.write_all_at(0, initial)?;
-        // `sync_data` covers the header; the size was synced when the file was prepared.
-        file.sync()?;
-        Ok(true)
     }
 
     /// Replaces sealed segment `index` by its LZ4 container: compressed into a
@@ -607,92 +418,6 @@ impl<D: SegmentFile> SegmentDir<D> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(FileError::new("read", path, None, e)),
         }
-    }
-
-    /// The torn-tail copies in the directory (see [`TornCopy`]), by segment and offset.
-    pub fn torn_copies(&self) -> Result<Vec<TornCopy>, FileError> {
-        if matches!(self.access, Access::Single { .. }) {
-            return Ok(Vec::new());
-        }
-        let entries = fs::read_dir(&self.path)
-            .map_err(|e| FileError::new("list", self.path.as_path(), None, e))?;
-        let mut copies = Vec::new();
-        // Bounded by the directory's entries.
-        for entry in entries {
-            let entry = entry.map_err(|e| FileError::new("list", self.path.as_path(), None, e))?;
-            let Some((segment, offset_bytes)) =
-                entry.file_name().to_str().and_then(parse_torn_copy_name)
-            else {
-                continue;
-            };
-            let path = entry.path();
-            match fs::symlink_metadata(&path) {
-                Ok(m) if m.is_file() => copies.push(TornCopy {
-                    path,
-                    segment,
-                    offset_bytes,
-                    len_bytes: m.len(),
-                }),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(FileError::new("stat", path, None, e)),
-            }
-        }
-        copies.sort_by(|a, b| {
-            (a.segment, a.offset_bytes, &a.path).cmp(&(b.segment, b.offset_bytes, &b.path))
-        });
-        Ok(copies)
-    }
-
-    /// Removes the torn-tail copy `copy` durably (the directory synced after).
-    pub fn release_torn_copy(&mut self, copy: &TornCopy) -> Result<(), FileError> {
-        if !self.is_writable() {
-            return Err(self.read_only_error("release", &copy.path, None));
-        }
-        if copy.path.parent() != Some(self.path.as_path()) {
-            return Err(FileError::custom(
-                "release",
-                copy.path.as_path(),
-                None,
-                io::ErrorKind::InvalidInput,
-                "not a torn-tail copy of this WAL directory",
-            ));
-        }
-        match fs::remove_file(&copy.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(FileError::new("remove", copy.path.as_path(), None, e)),
-        }
-        sync_dir(&self.path)
-    }
-
-    /// Removes the torn-tail copies of segment `index`, which is being removed: they
-    /// were copies of its slots, which go with it. The directory is listed once per
-    /// store, on the first call; the caller syncs the directory after.
-    fn remove_torn_copies_of(&mut self, index: u32) -> Result<(), FileError> {
-        if self.torn_segments.is_none() {
-            let listed = self.torn_copies()?.iter().map(|c| c.segment).collect();
-            self.torn_segments = Some(listed);
-        }
-        let has_copies = self
-            .torn_segments
-            .as_mut()
-            .is_some_and(|segments| segments.remove(&index));
-        if !has_copies {
-            return Ok(());
-        }
-        for copy in self
-            .torn_copies()?
-            .into_iter()
-            .filter(|c| c.segment == index)
-        {
-            match fs::remove_file(&copy.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(FileError::new("remove", copy.path, None, e)),
-            }
-        }
-        Ok(())
     }
 
     /// Whether segments may be created and removed.
@@ -1003,43 +728,6 @@ fn not_a_directory(path: &Path) -> FileError {
     )
 }
 
-/// Takes an exclusive `flock` on `lock`, the open lock file at `lock_path` in `dir`,
-/// without waiting. The lock is released when the file is closed.
-fn lock_exclusive(lock: &File, dir: &Path, lock_path: &Path) -> Result<(), FileError> {
-    for _ in 0..LOCK_ATTEMPTS_MAX {
-        // SAFETY: `flock` only reads its integer arguments; the descriptor comes from
-        // `lock`, which is borrowed for the whole call, so it is open.
-        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => {}
-            Some(libc::EWOULDBLOCK) => {
-                return Err(FileError::custom(
-                    "lock",
-                    dir,
-                    None,
-                    io::ErrorKind::WouldBlock,
-                    format!(
-                        "another process is writing to this WAL (lock held on {})",
-                        lock_path.display()
-                    ),
-                ));
-            }
-            _ => return Err(FileError::new("lock", lock_path, None, e)),
-        }
-    }
-    Err(FileError::custom(
-        "lock",
-        lock_path,
-        None,
-        io::ErrorKind::Interrupted,
-        "interrupted by signals too many times",
-    ))
-}
-
 /// The `segment_index` field of the header of the segment file at `path`, or 0 when
 /// the file is too short to hold it.
 /// Whether the file at `path` starts like a compressed segment ([`is_compressed_magic`]).
@@ -1080,6 +768,7 @@ mod tests {
     use fswal_core::reference::reference_event;
     use fswal_core::{Mode, Replay, Status, WalWriter, WriterConfig};
 
+    use super::torn::parse_torn_copy_name;
     use super::*;
 
     fn touch(path: &Path, bytes: &[u8]) {
