@@ -16,7 +16,10 @@
 //!
 //! Features: `std` (default) adds every backend but the memory device, and the
 //! in-memory store. Without it the crate is `no_std` and offers only the memory device, so that
-//! an embedded host depends on one backend crate whatever it runs on.
+//! an embedded host depends on one backend crate whatever it runs on. `testing` is test
+//! support for fswal's own tests (the module `testing`: a loop device guard, the C++
+//! vector directory): it is **exempt from semver**, anything under it may change or go
+//! in any release, and applications do not enable it.
 //!
 //! The file-based modules exist only on Unix (`cfg(unix)`): they use `libc` and the
 //! positioned I/O of `std::os::unix`. Elsewhere the crate offers the memory device and

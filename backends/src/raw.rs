@@ -1,7 +1,7 @@
 //! The raw block device backend: a WAL on a block device with no file system.
 //!
 //! The device is a fixed array of segment slots behind a small checksummed superblock
-//! (see [`fswal_core::superblock`] for the layout). Segment `i` lives in slot
+//! (the `superblock` submodule; docs/FORMAT.md for the layout). Segment `i` lives in slot
 //! `i % slot_count`; a slot's segment header says which segment it holds. All I/O is
 //! `O_DIRECT` through [`DirectDevice`] windows aligned to the device's physical
 //! sectors, so nothing sits in a page cache between a sync and the device.
@@ -41,15 +41,19 @@ use fswal_core::checkpoint::{CHECKPOINT_SIZE_BYTES, CheckpointKind};
 use fswal_core::device::BlockDevice;
 use fswal_core::segment_header::SEGMENT_MAGIC;
 use fswal_core::store::SegmentStore;
-use fswal_core::superblock::{
-    CHECKPOINT_OFFSET_BYTES, FIRST_SLOT_OFFSET_BYTES, Layout, MARK_OFFSET_BYTES,
-    QUARANTINE_ENTRIES, QUARANTINE_ENTRY_BYTES, QUARANTINE_OFFSET_BYTES, REGION_ALIGN_BYTES,
-    SUPERBLOCK_SIZE_BYTES, Superblock, SuperblockDefect,
-};
 use xxhash_rust::xxh64::xxh64;
 
 use crate::direct::{DirectDevice, geometry};
 use crate::file::FileError;
+
+mod superblock;
+
+pub use superblock::Layout;
+use superblock::{
+    CHECKPOINT_OFFSET_BYTES, FIRST_SLOT_OFFSET_BYTES, MARK_OFFSET_BYTES, QUARANTINE_ENTRIES,
+    QUARANTINE_ENTRY_BYTES, QUARANTINE_OFFSET_BYTES, REGION_ALIGN_BYTES, SUPERBLOCK_SIZE_BYTES,
+    Superblock, SuperblockDefect,
+};
 
 /// The quarantine entry magic.
 const QUARANTINE_MAGIC: [u8; 8] = *b"FSWALQ01";
@@ -87,6 +91,18 @@ impl QuarantineEntry {
             bytes,
         }
     }
+
+    /// Where the entry's bytes start on the device: the sector after its header.
+    #[must_use]
+    pub fn device_offset_bytes(&self) -> u64 {
+        quarantine_data_offset_bytes(self.entry)
+    }
+}
+
+/// Where the bytes of quarantine entry `entry` start on the device: the sector after
+/// its header.
+fn quarantine_data_offset_bytes(entry: u32) -> u64 {
+    QUARANTINE_OFFSET_BYTES + u64::from(entry) * QUARANTINE_ENTRY_BYTES + REGION_ALIGN_BYTES
 }
 
 /// A WAL on a raw block device (or a file used as one).

@@ -1,6 +1,7 @@
 //! Test support shared by the backends' tests and the harness's: a loop device guard
 //! and a way to say that a test skipped. Compiled for tests and with the `testing`
-//! feature; not part of the production API.
+//! feature; not part of the production API, and exempt from semver: it may change or
+//! go in any release.
 
 use std::format;
 use std::path::{Path, PathBuf};

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use fswal_backends::dir::DirStore;
 use fswal_core::writer::wall_clock_ns;
-use fswal_core::{Mode, Replay, RequestEvent, Status, WalWriter, WriterConfig};
-use fswal_recorder::ParallelReplay;
+use fswal_core::{Mode, ParallelReplay, Replay, RequestEvent, Status, WalWriter, WriterConfig};
 use zerocopy::IntoBytes;
 
 use crate::common::{Context, Digest, Result, Written, fail};

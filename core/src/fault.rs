@@ -1,4 +1,5 @@
-//! A fault-injecting segment store for crash and fault testing (feature `testing`).
+//! A fault-injecting segment store for crash and fault testing (feature `testing`: test
+//! support, exempt from semver; it may change or go in any release).
 //!
 //! [`FaultStore`] keeps, for every segment, its *durable* image (what a power cut keeps
 //! for sure) and its *pending* writes (issued, not yet covered by a sync), and applies

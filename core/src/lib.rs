@@ -20,12 +20,11 @@
 //! | [`watermark`] | the durable watermark the records give, and the check that the log holds its block |
 //! | [`device`] | `BlockDevice`, the storage abstraction, and its crash contract |
 //! | [`store`] | `SegmentStore`, a log as numbered segments |
-//! | [`superblock`] | the layout record of a raw block device |
 //! | [`writer`] | `SegmentWriter` and `WalWriter`: append, sync, seal, rotate, recover |
 //! | [`recovery`] | what reopening a log does with what replay found: go on, set a torn tail aside, or refuse |
 //! | [`replay`] | `Replay`, the verifying state machine |
 //! | [`seek`] | start replay at an event id |
-//! | [`parallel`] | verification split into pieces checked on many cores, then joined |
+//! | `parallel_replay` | `ParallelReplay`: verified replay on every core, the result always the sequential replay's (feature `std`) |
 //! | [`issue`] | what replay reports about damage |
 //! | [`error`] | errors |
 //! | [`limits`] | sizes and bounds, with their relations asserted |
@@ -34,8 +33,11 @@
 //! | `rng` | the deterministic generator of the crash simulator and the randomized tests (feature `testing`) |
 //! | [`reference`](mod@reference) | the reference event stream of the known answers |
 //!
-//! Features: `std` adds [`mem::MemStore`], an in-memory segment store; `testing` adds
-//! the fault-injecting store the crash simulator and the fuzzers use.
+//! Features: `std` adds [`mem::MemStore`], an in-memory segment store, and
+//! `ParallelReplay`, verified replay on every core (threads). `testing` is test support
+//! for fswal's own tests, crash simulator and fuzzers (the modules `fault` and `rng`):
+//! it is **exempt from semver**, anything under it may change or go in any release, and
+//! applications do not enable it.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -57,7 +59,10 @@ pub mod fault;
 pub mod issue;
 pub mod limits;
 pub mod mem;
-pub mod parallel;
+#[cfg(any(test, feature = "std"))]
+mod parallel;
+#[cfg(feature = "std")]
+pub mod parallel_replay;
 pub mod recovery;
 pub mod reference;
 pub mod replay;
@@ -66,7 +71,6 @@ pub mod rng;
 pub mod seek;
 pub mod segment_header;
 pub mod store;
-pub mod superblock;
 #[cfg(test)]
 mod testutil;
 pub mod watermark;
@@ -78,6 +82,8 @@ pub use device::{BlockDevice, DeviceError, ErrorKind};
 pub use error::Error;
 pub use event::{Event, EventType, OrderType, RequestEvent, Side};
 pub use issue::{Issue, Reason, Status};
+#[cfg(feature = "std")]
+pub use parallel_replay::ParallelReplay;
 pub use replay::{BlockView, Mode, Replay, SegmentInfo, Step, Summary, Tail};
 pub use segment_header::SegmentHeader;
 pub use store::SegmentStore;

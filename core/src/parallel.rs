@@ -11,8 +11,10 @@
 //!
 //! This module is only the arithmetic: [`SegmentPlan`] splits a segment into
 //! [`Piece`]s, [`check_piece`] verifies one piece's bytes, and [`Join`] folds the piece
-//! reports, in order, into the [`Summary`] strict replay would give. It has no threads;
-//! a host runs `check_piece` wherever it likes (the recorder crate has a driver).
+//! reports, in order, into the [`Summary`] strict replay would give. It has no threads
+//! and is private to the crate: the driver that runs the pieces on many cores is
+//! [`ParallelReplay`](crate::parallel_replay::ParallelReplay) (feature `std`), the
+//! public face of all of this.
 //!
 //! # The fast path only accepts
 //!
@@ -33,6 +35,7 @@ use zerocopy::{FromBytes, IntoBytes};
 use crate::block::Block;
 use crate::block_header::BlockHeader;
 use crate::device::BlockDevice;
+#[cfg(test)]
 use crate::error::Error;
 use crate::issue::Status;
 use crate::limits::{
@@ -41,6 +44,7 @@ use crate::limits::{
 };
 use crate::replay::{Summary, Tail};
 use crate::segment_header::{HeaderState, SealedTotals, SegmentHeader};
+#[cfg(test)]
 use crate::store::SegmentStore;
 use crate::watermark::{Watermark, WatermarkCheck};
 
@@ -64,7 +68,7 @@ pub struct Unusual {
 impl Unusual {
     /// At segment `segment`, outside its blocks.
     #[must_use]
-    pub const fn segment(segment: u32) -> Self {
+    pub(crate) const fn segment(segment: u32) -> Self {
         Self {
             segment,
             slot: None,
@@ -73,7 +77,7 @@ impl Unusual {
 
     /// At slot `slot` of segment `segment`.
     #[must_use]
-    pub const fn slot(segment: u32, slot: u32) -> Self {
+    pub(crate) const fn slot(segment: u32, slot: u32) -> Self {
         Self {
             segment,
             slot: Some(slot),
@@ -83,27 +87,27 @@ impl Unusual {
 
 /// How one segment is checked, from its header and length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SegmentPlan {
+pub(crate) struct SegmentPlan {
     /// The segment's index.
-    pub index: u32,
+    pub(crate) index: u32,
     /// Its header.
-    pub header: SegmentHeader,
+    pub(crate) header: SegmentHeader,
     /// Its totals, when it is sealed; `None` when it is open.
-    pub sealed: Option<SealedTotals>,
+    pub(crate) sealed: Option<SealedTotals>,
     /// Its length in bytes.
-    pub len_bytes: u64,
+    pub(crate) len_bytes: u64,
     /// Whole block slots it holds.
-    pub slots: u32,
+    pub(crate) slots: u32,
     /// Slots to check: a sealed header's `block_count`; for an open header every slot,
     /// a trailing partial one included (which must then be all zeros).
-    pub limit: u32,
+    pub(crate) limit: u32,
 }
 
 impl SegmentPlan {
     /// The plan for segment `index`, `len_bytes` long, whose first bytes are `header`;
     /// [`Unusual`] when the header is not valid, or the segment is too short for what
     /// a sealed header says.
-    pub fn new(
+    pub(crate) fn new(
         index: u32,
         len_bytes: u64,
         header: &[u8; SEGMENT_HEADER_SIZE_BYTES],
@@ -134,7 +138,7 @@ impl SegmentPlan {
     /// The pieces covering the slots to check, in order, each of `piece_blocks` slots
     /// (the last may be shorter; [`PIECE_BLOCKS`] suits most hosts, and 0 counts as
     /// 1). A segment with nothing to check has none.
-    pub fn pieces(&self, piece_blocks: u32) -> impl Iterator<Item = Piece> + '_ {
+    pub(crate) fn pieces(&self, piece_blocks: u32) -> impl Iterator<Item = Piece> + '_ {
         let step = piece_blocks.max(1);
         (0..self.limit)
             .step_by(usize::try_from(step).unwrap_or(usize::MAX))
@@ -149,22 +153,22 @@ impl SegmentPlan {
 
 /// A run of consecutive slots of one segment, checked on its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Piece {
+pub(crate) struct Piece {
     /// The segment.
-    pub segment: u32,
+    pub(crate) segment: u32,
     /// Whether the segment's header is sealed: then every slot must hold a block.
-    pub sealed: bool,
+    pub(crate) sealed: bool,
     /// The slots.
-    pub slots: Range<u32>,
+    pub(crate) slots: Range<u32>,
     /// The segment's length, which may end inside the last slot.
-    pub len_bytes: u64,
+    pub(crate) len_bytes: u64,
 }
 
 impl Piece {
     /// The bytes of the segment the piece covers: `offset..end`, to be handed to
     /// [`check_piece`]. The last slot of a segment may be partial.
     #[must_use]
-    pub fn byte_range(&self) -> Range<u64> {
+    pub(crate) fn byte_range(&self) -> Range<u64> {
         let start = block_offset_bytes(self.slots.start).min(self.len_bytes);
         let end = block_offset_bytes(self.slots.end).min(self.len_bytes);
         start..end
@@ -173,35 +177,35 @@ impl Piece {
     /// Where the header of the block before the piece is, whose stored chained
     /// checksum seeds the piece; `None` for a piece starting at slot 0 (seed 0).
     #[must_use]
-    pub fn seed_offset_bytes(&self) -> Option<u64> {
+    pub(crate) fn seed_offset_bytes(&self) -> Option<u64> {
         self.slots.start.checked_sub(1).map(block_offset_bytes)
     }
 }
 
 /// What a piece holds, when it is plain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PieceReport {
+pub(crate) struct PieceReport {
     /// The segment.
-    pub segment: u32,
+    pub(crate) segment: u32,
     /// The first slot of the piece.
-    pub first_slot: u32,
+    pub(crate) first_slot: u32,
     /// The slot after the piece's last.
-    pub end_slot: u32,
+    pub(crate) end_slot: u32,
     /// The chained checksum the piece was seeded with.
-    pub seed_chain: u64,
+    pub(crate) seed_chain: u64,
     /// Valid blocks, all at the start of the piece.
-    pub blocks: u32,
+    pub(crate) blocks: u32,
     /// Events in them.
-    pub events: u32,
+    pub(crate) events: u32,
     /// Id of the first event (0 without blocks).
-    pub first_event_id: u64,
+    pub(crate) first_event_id: u64,
     /// Id of the last event (0 without blocks).
-    pub last_event_id: u64,
+    pub(crate) last_event_id: u64,
     /// Chained checksum of the last block (the seed without blocks).
-    pub last_chain: u64,
+    pub(crate) last_chain: u64,
     /// Whether the slots after the valid blocks (if any) are all blank: only an open
     /// segment may have them.
-    pub blank_tail: bool,
+    pub(crate) blank_tail: bool,
 }
 
 /// Verifies the blocks of `piece`, whose bytes (see [`Piece::byte_range`]) are
@@ -209,7 +213,7 @@ pub struct PieceReport {
 ///
 /// `bytes` are verified in place when they are 64-byte aligned (a device's buffer, a
 /// `[Block]` buffer) and copied one block at a time into `scratch` otherwise.
-pub fn check_piece(
+pub(crate) fn check_piece(
     piece: &Piece,
     bytes: &[u8],
     seed_chain: u64,
@@ -228,7 +232,7 @@ pub fn check_piece(
 
 /// A piece being checked one slot at a time, for readers that hold one block at once.
 #[derive(Clone, Debug)]
-pub struct PieceCheck {
+pub(crate) struct PieceCheck {
     sealed: bool,
     len_bytes: u64,
     next_slot: u32,
@@ -239,7 +243,7 @@ pub struct PieceCheck {
 impl PieceCheck {
     /// Starts checking `piece`, seeded with `seed_chain` (see [`check_piece`]).
     #[must_use]
-    pub fn new(piece: &Piece, seed_chain: u64) -> Self {
+    pub(crate) fn new(piece: &Piece, seed_chain: u64) -> Self {
         Self {
             sealed: piece.sealed,
             len_bytes: piece.len_bytes,
@@ -260,16 +264,10 @@ impl PieceCheck {
         }
     }
 
-    /// The next slot to push.
-    #[must_use]
-    pub fn next_slot(&self) -> u32 {
-        self.next_slot
-    }
-
     /// Checks the next slot, whose bytes present in the segment are `chunk` (a whole
     /// block, or fewer bytes for a segment's partial last slot). Misaligned bytes are
     /// copied into `scratch` first.
-    pub fn push(&mut self, chunk: &[u8], scratch: &mut Block) -> Result<(), Unusual> {
+    pub(crate) fn push(&mut self, chunk: &[u8], scratch: &mut Block) -> Result<(), Unusual> {
         if chunk.len() < BLOCK_SIZE_BYTES {
             return self.push_partial(chunk);
         }
@@ -290,7 +288,7 @@ impl PieceCheck {
     /// Checks the next slot, the segment's partial last one, whose bytes are `chunk`:
     /// a crash while the file grew, fine only in an open segment and when nothing was
     /// written to it.
-    pub fn push_partial(&mut self, chunk: &[u8]) -> Result<(), Unusual> {
+    pub(crate) fn push_partial(&mut self, chunk: &[u8]) -> Result<(), Unusual> {
         let here = self.take_slot(chunk.len())?;
         if self.sealed || chunk.iter().any(|&b| b != 0) {
             return Err(here);
@@ -300,7 +298,7 @@ impl PieceCheck {
     }
 
     /// Checks the next slot, a whole one, holding `block`.
-    pub fn push_block(&mut self, block: &Block) -> Result<(), Unusual> {
+    pub(crate) fn push_block(&mut self, block: &Block) -> Result<(), Unusual> {
         let here = self.take_slot(BLOCK_SIZE_BYTES)?;
         let slot = self.next_slot.saturating_sub(1);
         let report = &mut self.report;
@@ -353,7 +351,7 @@ impl PieceCheck {
     }
 
     /// The report, once every slot of the piece was pushed.
-    pub fn finish(self) -> Result<PieceReport, Unusual> {
+    pub(crate) fn finish(self) -> Result<PieceReport, Unusual> {
         if self.next_slot != self.report.end_slot {
             return Err(Unusual::slot(self.report.segment, self.next_slot));
         }
@@ -365,7 +363,7 @@ impl PieceCheck {
 /// [`Piece::seed_offset_bytes`]), to seed a piece. It is not trusted: [`Join`] checks
 /// it against what the previous piece computed.
 #[must_use]
-pub fn seed_from_header(header: &[u8; BLOCK_HEADER_SIZE_BYTES]) -> u64 {
+pub(crate) fn seed_from_header(header: &[u8; BLOCK_HEADER_SIZE_BYTES]) -> u64 {
     BlockHeader::read_from_bytes(header).map_or(0, |h| h.chained_checksum())
 }
 
@@ -388,7 +386,7 @@ struct Current {
 /// Joins piece reports, in order, into the summary strict replay gives, confirming the
 /// links between pieces and segments.
 #[derive(Clone, Debug)]
-pub struct Join {
+pub(crate) struct Join {
     first_segment: u32,
     last_segment: u32,
     durable_floor: u64,
@@ -406,7 +404,7 @@ impl Join {
     /// A join of segments `first_segment..=last_segment` (the lowest and highest index
     /// present), for a log whose checkpoint records give `watermark`.
     #[must_use]
-    pub fn new(first_segment: u32, last_segment: u32, watermark: &Watermark) -> Self {
+    pub(crate) fn new(first_segment: u32, last_segment: u32, watermark: &Watermark) -> Self {
         Self {
             first_segment,
             last_segment,
@@ -421,7 +419,7 @@ impl Join {
 
     /// Starts segment `plan.index`, which must follow the previous one, and may be open
     /// only if it is the last.
-    pub fn begin_segment(&mut self, plan: &SegmentPlan) -> Result<(), Unusual> {
+    pub(crate) fn begin_segment(&mut self, plan: &SegmentPlan) -> Result<(), Unusual> {
         let here = Unusual::segment(plan.index);
         if self.current.is_some() {
             return Err(here);
@@ -458,7 +456,7 @@ impl Join {
     }
 
     /// Adds the next piece of the current segment.
-    pub fn piece(&mut self, report: &PieceReport) -> Result<(), Unusual> {
+    pub(crate) fn piece(&mut self, report: &PieceReport) -> Result<(), Unusual> {
         let cur = self
             .current
             .as_mut()
@@ -503,7 +501,7 @@ impl Join {
 
     /// Ends the current segment: every slot to check was covered, and a sealed
     /// header's totals match the blocks.
-    pub fn end_segment(&mut self) -> Result<(), Unusual> {
+    pub(crate) fn end_segment(&mut self) -> Result<(), Unusual> {
         let cur = self.current.take().ok_or(Unusual::segment(0))?;
         let here = Unusual::segment(cur.plan.index);
         if cur.next_slot != cur.plan.limit {
@@ -546,7 +544,7 @@ impl Join {
 
     /// The summary, once every segment up to the last was joined and the log reaches
     /// its durable watermark.
-    pub fn finish(self) -> Result<Summary, Unusual> {
+    pub(crate) fn finish(self) -> Result<Summary, Unusual> {
         let here = Unusual::segment(self.last_segment);
         if self.current.is_some()
             || self.previous_segment != Some(self.last_segment)
@@ -566,9 +564,10 @@ impl Join {
 /// not plain and the sequential [`Replay`](crate::Replay) must decide; `Err` is a
 /// device error.
 ///
-/// The recorder crate runs the same steps on many threads; this one is the reference
-/// the tests and the fuzzer compare with replay.
-pub fn verify_in_pieces<S: SegmentStore>(
+/// [`ParallelReplay`](crate::parallel_replay::ParallelReplay) runs the same steps on
+/// many threads; this one is the reference the tests compare with replay.
+#[cfg(test)]
+pub(crate) fn verify_in_pieces<S: SegmentStore>(
     store: &mut S,
     piece_blocks: u32,
     scratch: &mut Block,
@@ -608,7 +607,7 @@ pub fn verify_in_pieces<S: SegmentStore>(
 }
 
 /// Reads the header of segment `index` from `device` and plans it.
-pub fn plan_segment<D: BlockDevice>(
+pub(crate) fn plan_segment<D: BlockDevice>(
     device: &mut D,
     index: u32,
 ) -> Result<Result<SegmentPlan, Unusual>, D::Error> {
@@ -622,7 +621,7 @@ pub fn plan_segment<D: BlockDevice>(
 }
 
 /// The seed of `piece`: the chained checksum stored in the block before it, 0 at slot 0.
-pub fn read_seed<D: BlockDevice>(device: &mut D, piece: &Piece) -> Result<u64, D::Error> {
+pub(crate) fn read_seed<D: BlockDevice>(device: &mut D, piece: &Piece) -> Result<u64, D::Error> {
     let Some(offset) = piece.seed_offset_bytes() else {
         return Ok(0);
     };
@@ -634,7 +633,7 @@ pub fn read_seed<D: BlockDevice>(device: &mut D, piece: &Piece) -> Result<u64, D
 /// The bytes of `piece` where they lie, when `device` shows them (see
 /// [`BlockDevice::mapped_bytes`]).
 #[must_use]
-pub fn piece_bytes<'a, D: BlockDevice>(device: &'a D, piece: &Piece) -> Option<&'a [u8]> {
+pub(crate) fn piece_bytes<'a, D: BlockDevice>(device: &'a D, piece: &Piece) -> Option<&'a [u8]> {
     let range = piece.byte_range();
     let start = usize::try_from(range.start).ok()?;
     let end = usize::try_from(range.end).ok()?;
@@ -647,7 +646,7 @@ pub fn piece_bytes<'a, D: BlockDevice>(device: &'a D, piece: &Piece) -> Option<&
 /// what was just read there for the checksums, where reading a whole piece first
 /// would push its start out before it is hashed. An empty buffer cannot make progress
 /// and reports the piece as unusual.
-pub fn check_piece_in_chunks<D: BlockDevice>(
+pub(crate) fn check_piece_in_chunks<D: BlockDevice>(
     device: &mut D,
     piece: &Piece,
     seed_chain: u64,
@@ -697,7 +696,8 @@ pub fn check_piece_in_chunks<D: BlockDevice>(
 }
 
 /// Checks `piece` reading one slot at a time into `scratch`.
-pub fn check_piece_by_reads<D: BlockDevice>(
+#[cfg(test)]
+pub(crate) fn check_piece_by_reads<D: BlockDevice>(
     device: &mut D,
     piece: &Piece,
     seed_chain: u64,

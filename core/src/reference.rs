@@ -5,6 +5,11 @@
 //! `order_type = LIMIT if i % 3 != 0 else MARKET`, `side = BID if i is odd else ASK`.
 //! The known checksums and the C++ recorder's vectors are computed over this stream;
 //! `fswal record`, the tests and the benchmarks write it.
+//!
+//! Public, and stable as the format is: the stream is defined by docs/FORMAT.md, so
+//! these functions cannot change without changing the known answers. An application
+//! or another implementation uses it to check itself against those answers, or to
+//! produce valid events in its own tests.
 
 use crate::event::{Event, EventType, OrderType, RequestEvent, Side};
 

@@ -16,15 +16,15 @@
 //!   catch the damage.
 //!
 //! Either way the segments go into a `MemStore` and [`check_log`] runs; it also holds
-//! the parallel fast path (`fswal_core::parallel`) to accepting only what strict replay
-//! accepts, with the same summary.
+//! the parallel fast path (`ParallelReplay::verify_fast`) to accepting only what strict
+//! replay accepts, with the same summary.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 
 use fswal_core::mem::MemStore;
-use fswal_core::parallel::verify_in_pieces;
 use fswal_core::reference::reference_event;
-use fswal_core::{Block, Mode, Status, WalWriter, WriterConfig};
+use fswal_core::{Mode, ParallelReplay, Status, WalWriter, WriterConfig};
 use fswal_scan::{
     self as scan, BLOCK_HEADER_SIZE, BLOCK_SIZE, EVENT_SIZE, SEGMENT_HEADER_SIZE, le_u16, le_u32,
     le_u64, valid_prefix, whole_slots,
@@ -136,10 +136,13 @@ pub fn check_log(log: &BTreeMap<u32, Vec<u8>>) {
         context()
     );
 
-    // The parallel fast path, run on one thread in pieces of three slots: it may give
-    // up on anything, but what it accepts, strict replay accepts with the same summary.
-    let mut scratch = Box::new(Block::EMPTY);
-    let fast = verify_in_pieces(&mut store, 3, &mut scratch).expect("memory store error");
+    // The parallel fast path, on one worker in pieces of three slots: it may give up on
+    // anything, but what it accepts, strict replay accepts with the same summary.
+    let fast = ParallelReplay::new()
+        .threads(NonZeroUsize::MIN)
+        .piece_blocks(3)
+        .verify_fast(&mut store)
+        .expect("memory store error");
     if let Ok(summary) = fast {
         assert!(
             s.status == Status::Ok && summary == *s,

@@ -5,20 +5,20 @@
 //! - verifying a full block (`Block::verify`);
 //! - appending 64 Ki events to a memory log one by one against in batches of 256;
 //! - replaying a 64 Ki-event memory log: the sequential `Replay` against the fast path
-//!   of `fswal_core::parallel` run on one thread;
+//!   of `ParallelReplay` run on one worker thread;
 //! - the recorder ring: a push and a pop.
 //!
 //! `cargo bench -p fswal-harness --bench hot_loops`
 
 use std::hint::black_box;
+use std::num::NonZeroUsize;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use fswal_core::checksum::block_checksums;
 use fswal_core::limits::BLOCK_EVENTS_MAX;
 use fswal_core::mem::MemStore;
-use fswal_core::parallel::{PIECE_BLOCKS, verify_in_pieces};
 use fswal_core::reference::reference_event;
-use fswal_core::{Block, Mode, Replay, RequestEvent, WalWriter, WriterConfig};
+use fswal_core::{Block, Mode, ParallelReplay, Replay, RequestEvent, WalWriter, WriterConfig};
 use fswal_recorder::ring::ring;
 use xxhash_rust::xxh64::xxh64;
 use zerocopy::IntoBytes;
@@ -116,9 +116,9 @@ fn replay(c: &mut Criterion) {
             n
         });
     });
-    let mut scratch = Box::new(Block::EMPTY);
+    let one = ParallelReplay::new().threads(NonZeroUsize::MIN);
     g.bench_function("parallel fast path, one thread", |b| {
-        b.iter(|| verify_in_pieces(&mut store, PIECE_BLOCKS, &mut scratch).expect("verify"));
+        b.iter(|| one.verify_fast(&mut store).expect("verify"));
     });
     g.finish();
 }

@@ -36,7 +36,6 @@
 
 mod error;
 pub mod histogram;
-pub mod replay;
 pub mod ring;
 pub mod telemetry;
 pub mod timed;
@@ -52,7 +51,6 @@ use fswal_core::limits::BLOCK_EVENTS_MAX;
 use fswal_core::{Clock, Recovery, RequestEvent, SegmentStore, WalWriter, WriterConfig};
 
 pub use error::{Failure, RecorderError, StartError};
-pub use replay::ParallelReplay;
 pub use telemetry::Telemetry;
 use timed::{TimedStore, ns_since};
 

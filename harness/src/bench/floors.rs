@@ -18,10 +18,13 @@ use std::time::{Duration, Instant};
 
 use fswal_backends::file::start_writeback;
 use fswal_core::limits::{BLOCK_HEADER_SIZE_BYTES, BLOCK_SIZE_BYTES, block_offset_bytes, slots_in};
-use fswal_core::parallel::seed_from_header;
 use fswal_core::store::parse_segment_file_name;
 use memmap2::Mmap;
 use xxhash_rust::xxh64::xxh64;
+
+/// Where a block header keeps its chained checksum (little-endian u64; docs/FORMAT.md):
+/// the seed of the next block's chained checksum.
+const CHAINED_CHECKSUM_OFFSET: usize = 24;
 
 /// Bytes per write of the write floor.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
@@ -102,9 +105,9 @@ fn double_hash(map: &[u8], slot: u32) -> u64 {
     let seed = slot
         .checked_sub(1)
         .and_then(|prev| usize::try_from(block_offset_bytes(prev)).ok())
-        .and_then(|p| map.get(p..p + BLOCK_HEADER_SIZE_BYTES))
+        .and_then(|p| map.get(p + CHAINED_CHECKSUM_OFFSET..p + CHAINED_CHECKSUM_OFFSET + 8))
         .and_then(|b| b.try_into().ok())
-        .map_or(0, seed_from_header);
+        .map_or(0, u64::from_le_bytes);
     xxh64(events, 0) ^ xxh64(events, seed)
 }
 

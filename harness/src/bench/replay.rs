@@ -5,8 +5,7 @@ use std::hint::black_box;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use fswal_core::{Mode, Replay, RequestEvent, SegmentStore, Status};
-use fswal_recorder::ParallelReplay;
+use fswal_core::{Mode, ParallelReplay, Replay, RequestEvent, SegmentStore, Status};
 
 use crate::error::CliError;
 use crate::store::AnyStore;

@@ -58,7 +58,6 @@ use fswal_core::limits::{
 use fswal_core::recovery::{SetAside, set_aside_after};
 use fswal_core::segment_header::HeaderState;
 use fswal_core::store::segment_file_name;
-use fswal_core::superblock::{QUARANTINE_ENTRY_BYTES, QUARANTINE_OFFSET_BYTES, REGION_ALIGN_BYTES};
 use fswal_core::{BlockDevice, SegmentHeader, SegmentStore};
 use serde::Serialize;
 use xxhash_rust::xxh64::Xxh64;
@@ -382,15 +381,9 @@ fn where_text(store: &AnyStore, item: &Item) -> String {
         Item::Quarantine(q) => format!(
             "{}: offset {}",
             store.segment_file(q.segment).display(),
-            quarantine_data_offset_bytes(q.entry)
+            q.device_offset_bytes()
         ),
     }
-}
-
-/// Where the bytes of quarantine entry `entry` start on the device: the sector after
-/// its header.
-fn quarantine_data_offset_bytes(entry: u32) -> u64 {
-    QUARANTINE_OFFSET_BYTES + u64::from(entry) * QUARANTINE_ENTRY_BYTES + REGION_ALIGN_BYTES
 }
 
 /// Where in the file named by [`source_file`] an item's bytes start, when the file
@@ -403,7 +396,7 @@ fn source_offset_bytes(store: &AnyStore, item: &Item) -> Option<u64> {
         }
         (Item::SetAside(t), _) => Some(t.offset_bytes),
         (Item::TornCopy(_), _) => Some(0),
-        (Item::Quarantine(q), _) => Some(quarantine_data_offset_bytes(q.entry)),
+        (Item::Quarantine(q), _) => Some(q.device_offset_bytes()),
     }
 }
 
@@ -787,7 +780,7 @@ fn json_item(store: &AnyStore, item: &Item) -> JsonItem {
         Item::Quarantine(q) => JsonItem::Quarantine {
             entry: q.entry,
             file: store.segment_file(q.segment).display().to_string(),
-            file_offset: quarantine_data_offset_bytes(q.entry),
+            file_offset: q.device_offset_bytes(),
             segment: q.segment,
             offset: q.offset_bytes,
             bytes: q.bytes.len() as u64,

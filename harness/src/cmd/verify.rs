@@ -9,8 +9,7 @@ use std::num::NonZeroUsize;
 use std::process::ExitCode;
 
 use clap::Args;
-use fswal_core::{Issue, Mode, Replay, Status, Step, Summary};
-use fswal_recorder::ParallelReplay;
+use fswal_core::{Issue, Mode, ParallelReplay, Replay, Status, Step, Summary};
 use serde::Serialize;
 
 use crate::cmd::ModeArg;

@@ -1,4 +1,6 @@
-//! `Superblock`: the first 64 bytes of a raw block device holding a WAL.
+//! `Superblock`: the first 64 bytes of a raw block device holding a WAL
+//! (docs/FORMAT.md, "The raw device layout"). Private to the raw backend but for
+//! [`Layout`], which [`RawStore::layout`](super::RawStore::layout) returns.
 //!
 //! On a raw device there are no files: the WAL is a fixed array of segment slots
 //! behind this record, which says how the device is laid out.
@@ -42,43 +44,42 @@ use xxhash_rust::xxh64::xxh64;
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::limits::{is_valid_segment_blocks, segment_size_bytes};
+use fswal_core::limits::{BLOCK_SIZE_BYTES, is_valid_segment_blocks, segment_size_bytes};
 
 /// Bytes in the superblock record.
-pub const SUPERBLOCK_SIZE_BYTES: usize = 64;
+pub(crate) const SUPERBLOCK_SIZE_BYTES: usize = 64;
 
 /// The superblock magic.
-pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"FSWALDV1";
+pub(crate) const SUPERBLOCK_MAGIC: [u8; 8] = *b"FSWALDV1";
 
 /// The only layout version.
-pub const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 1;
 
 /// The alignment of every region of the device.
-pub const REGION_ALIGN_BYTES: u64 = 4096;
+pub(crate) const REGION_ALIGN_BYTES: u64 = 4096;
 
 /// Where the sealed checkpoint's sector starts.
-pub const CHECKPOINT_OFFSET_BYTES: u64 = 4096;
+pub(crate) const CHECKPOINT_OFFSET_BYTES: u64 = 4096;
 
 /// Where the sync mark's sector starts.
-pub const MARK_OFFSET_BYTES: u64 = 8192;
+pub(crate) const MARK_OFFSET_BYTES: u64 = 8192;
 
 /// Where the quarantine area starts.
-pub const QUARANTINE_OFFSET_BYTES: u64 = 64 * 1024;
+pub(crate) const QUARANTINE_OFFSET_BYTES: u64 = 64 * 1024;
 
 /// Bytes per quarantine entry: a 4 KiB header sector, then room for one block.
-pub const QUARANTINE_ENTRY_BYTES: u64 = 24 * 1024;
+pub(crate) const QUARANTINE_ENTRY_BYTES: u64 = 24 * 1024;
 
 /// Entries in the quarantine area.
-pub const QUARANTINE_ENTRIES: u32 = 40;
+pub(crate) const QUARANTINE_ENTRIES: u32 = 40;
 
 /// Where slot 0 starts, and the alignment of the slot size.
-pub const FIRST_SLOT_OFFSET_BYTES: u64 = 1024 * 1024;
+pub(crate) const FIRST_SLOT_OFFSET_BYTES: u64 = 1024 * 1024;
 
 const _: () = assert!(CHECKPOINT_OFFSET_BYTES >= REGION_ALIGN_BYTES);
 const _: () = assert!(MARK_OFFSET_BYTES >= CHECKPOINT_OFFSET_BYTES + REGION_ALIGN_BYTES);
 const _: () = assert!(QUARANTINE_OFFSET_BYTES >= MARK_OFFSET_BYTES + REGION_ALIGN_BYTES);
-const _: () =
-    assert!(QUARANTINE_ENTRY_BYTES >= REGION_ALIGN_BYTES + crate::limits::BLOCK_SIZE_BYTES as u64);
+const _: () = assert!(QUARANTINE_ENTRY_BYTES >= REGION_ALIGN_BYTES + BLOCK_SIZE_BYTES as u64);
 const _: () = assert!(
     QUARANTINE_OFFSET_BYTES + QUARANTINE_ENTRIES as u64 * QUARANTINE_ENTRY_BYTES
         <= FIRST_SLOT_OFFSET_BYTES
@@ -89,7 +90,7 @@ const _: () = assert!(QUARANTINE_ENTRY_BYTES % REGION_ALIGN_BYTES == 0);
 /// The superblock exactly as it is stored.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(C, align(64))]
-pub struct Superblock {
+pub(crate) struct Superblock {
     magic: [u8; 8],
     layout_version: U32,
     logical_block_bytes: U32,
@@ -130,7 +131,7 @@ pub struct Layout {
 
 /// Why a superblock cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SuperblockDefect {
+pub(crate) enum SuperblockDefect {
     /// Not the superblock magic: the device does not hold an fswal WAL.
     BadMagic,
     /// A layout version fswal does not know.
@@ -146,7 +147,7 @@ impl Layout {
     /// sectors, holding segments of `blocks_per_segment` block slots: as many slots as
     /// fit. `None` when not even one slot fits or the block count is out of range.
     #[must_use]
-    pub fn for_device(
+    pub(crate) fn for_device(
         device_size_bytes: u64,
         logical_block_bytes: u32,
         blocks_per_segment: u32,
@@ -226,7 +227,7 @@ impl Layout {
 impl Superblock {
     /// The record for `layout`, with its checksum.
     #[must_use]
-    pub fn new(layout: &Layout) -> Self {
+    pub(crate) fn new(layout: &Layout) -> Self {
         let mut s = Self {
             magic: SUPERBLOCK_MAGIC,
             layout_version: U32::new(LAYOUT_VERSION),
@@ -254,7 +255,7 @@ impl Superblock {
     }
 
     /// Decodes and checks a stored superblock.
-    pub fn decode(bytes: &[u8; SUPERBLOCK_SIZE_BYTES]) -> Result<Layout, SuperblockDefect> {
+    pub(crate) fn decode(bytes: &[u8; SUPERBLOCK_SIZE_BYTES]) -> Result<Layout, SuperblockDefect> {
         let s = Self::read_from_bytes(bytes).map_err(|_| SuperblockDefect::BadMagic)?;
         if s.magic != SUPERBLOCK_MAGIC {
             return Err(SuperblockDefect::BadMagic);
@@ -280,7 +281,7 @@ impl Superblock {
 
     /// The stored bytes.
     #[must_use]
-    pub fn to_bytes(&self) -> [u8; SUPERBLOCK_SIZE_BYTES] {
+    pub(crate) fn to_bytes(self) -> [u8; SUPERBLOCK_SIZE_BYTES] {
         let mut out = [0u8; SUPERBLOCK_SIZE_BYTES];
         out.copy_from_slice(self.as_bytes());
         out

@@ -1,5 +1,6 @@
-//! Parallel verified replay: the pieces of `fswal_core::parallel` checked on every
-//! core, joined and handed out in order on the calling thread.
+//! Parallel verified replay: the pieces of verification (see the crate-private
+//! `parallel` module) checked on every core, joined and handed out in order on the
+//! calling thread. Needs the standard library (feature `std`) for its threads.
 //!
 //! ```text
 //!  calling thread                         worker w of n
@@ -13,31 +14,69 @@
 //!  finish: watermark, summary
 //! ```
 //!
+//! A block's chained checksum is seeded with the chained checksum of the block before
+//! it. Seeding each piece with the value *stored* in the header of the block before it
+//! lets every piece be verified on its own; joining the pieces in order then confirms
+//! the links: a piece's seed must equal the chained checksum its predecessor computed
+//! (and found stored), and its first event id must come after its predecessor's last.
+//! That is the whole of what strict [`Replay`] checks between blocks, so nothing is
+//! checked less.
+//!
 //! Each worker takes every n-th piece and sends its results through its own bounded
 //! channel, so receiving from the workers in turn yields the pieces in log order and
 //! memory stays bounded (a few pieces per worker). The events handed out are the bytes
 //! that were verified: a verified copy, never a second read.
 //!
-//! When the log is not plain (damage, a torn tail, a missing segment, a device error)
-//! the fast path stops and the sequential strict [`Replay`] runs from the start,
+//! The fast path only accepts a *plain* log: every segment from the first index to the
+//! last present with a valid header, every sealed segment's blocks all there and valid
+//! with matching totals, at most the last segment open and holding valid blocks
+//! followed by nothing but zeros, and the log reaching its durable watermark. When the
+//! log is not plain (damage, a torn tail, a missing segment, a device error) the fast
+//! path stops ([`Unusual`]) and the sequential strict [`Replay`] runs from the start,
 //! handing out only the events after those already handed out. The result, events and
 //! summary, is always exactly the sequential replay's.
+//!
+//! ```
+//! use fswal_core::mem::MemStore;
+//! use fswal_core::reference::reference_event;
+//! use fswal_core::{ParallelReplay, Status, WalWriter, WriterConfig};
+//!
+//! let (mut writer, _) = WalWriter::open(MemStore::new(), || 1, WriterConfig::with_blocks(16))?;
+//! for id in 1..=10_000 {
+//!     writer.append(&reference_event(id))?;
+//! }
+//! writer.close()?;
+//! let mut store = writer.into_store();
+//!
+//! let mut events = 0;
+//! let outcome = ParallelReplay::new().replay(&mut store, |block| events += block.len())?;
+//! assert_eq!((outcome.summary.status, events), (Status::Ok, 10_000));
+//! assert!(outcome.fell_back.is_none(), "a plain log takes the fast path");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
-use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use core::num::NonZeroUsize;
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::boxed::Box;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
+use std::vec::Vec;
 
-use fswal_core::parallel::{
-    Join, PIECE_BLOCKS, Piece, PieceReport, SegmentPlan, Unusual, check_piece,
-    check_piece_in_chunks, piece_bytes, plan_segment, read_seed,
-};
-use fswal_core::watermark::Watermark;
-use fswal_core::{
-    Block, BlockDevice, Error, Mode, Replay, RequestEvent, SegmentStore, Step, Summary,
-};
 use zerocopy::IntoBytes;
+
+use crate::block::Block;
+use crate::device::BlockDevice;
+use crate::error::Error;
+use crate::event::RequestEvent;
+use crate::parallel::{
+    Join, Piece, PieceReport, SegmentPlan, check_piece, check_piece_in_chunks, piece_bytes,
+    plan_segment, read_seed,
+};
+pub use crate::parallel::{PIECE_BLOCKS, Unusual};
+use crate::replay::{Mode, Replay, Step, Summary};
+use crate::store::SegmentStore;
+use crate::watermark::Watermark;
 
 /// Pieces a worker may have checked ahead of the calling thread.
 const AHEAD_PIECES: usize = 2;

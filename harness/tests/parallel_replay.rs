@@ -7,11 +7,12 @@ use fswal_backends::dir::SegmentDir;
 use fswal_backends::file::FileDevice;
 use fswal_backends::mmap::MmapDevice;
 use fswal_core::mem::MemStore;
+use fswal_core::parallel_replay::Outcome;
 use fswal_core::reference::reference_event;
 use fswal_core::{
-    Mode, Replay, RequestEvent, SegmentStore, Status, Summary, WalWriter, WriterConfig,
+    Mode, ParallelReplay, Replay, RequestEvent, SegmentStore, Status, Summary, WalWriter,
+    WriterConfig,
 };
-use fswal_recorder::ParallelReplay;
 
 fn clock() -> impl FnMut() -> u64 {
     let mut t = 1_700_000_000_000_000_000u64;
@@ -48,7 +49,7 @@ fn parallel<S: SegmentStore + Send>(
     store: &mut S,
     threads: usize,
     piece_blocks: u32,
-) -> (Vec<RequestEvent>, fswal_recorder::replay::Outcome) {
+) -> (Vec<RequestEvent>, Outcome) {
     let mut events = Vec::new();
     let outcome = ParallelReplay::new()
         .threads(NonZeroUsize::new(threads).unwrap())
