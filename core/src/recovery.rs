@@ -451,4 +451,120 @@ mod tests {
             assert_eq!(decide(&f), want, "{what}");
         }
     }
+
+    /// Every combination of a small domain of findings (status, where the first problem
+    /// is and what it is, the watermark, the tail), checked against the rules a decision
+    /// must keep whatever the table above lists: nothing that was durable is ever given
+    /// up, damage is only ever set aside when it is in the open last segment after its
+    /// valid blocks, replaced history is always refused, and a writer only resumes or
+    /// starts on a log that verified.
+    #[test]
+    fn every_combination_keeps_the_rules() {
+        let statuses = [Status::Ok, Status::Truncated, Status::Corrupt];
+        let mismatch = Reason::WatermarkMismatch {
+            kind: CheckpointKind::Sealed,
+            durable_event_id: 9_000,
+            expected_chain: 1,
+            found_chain: None,
+            found_event_id: None,
+        };
+        let reasons = [Reason::TornBlock, Reason::HoleBeforeData, mismatch];
+        // (segment, block): in the open tail after its valid blocks, at its valid
+        // blocks, in an earlier segment, a header problem.
+        let places = [
+            (2, Some(5)),
+            (2, Some(7)),
+            (2, Some(4)),
+            (1, Some(3)),
+            (2, None),
+        ];
+        let tails = [
+            None,
+            OPEN_TAIL,
+            Some(TailFacts {
+                sealed: true,
+                ..OPEN_TAIL.unwrap()
+            }),
+            Some(TailFacts {
+                slots: 3,
+                next_slot: 3,
+                ..OPEN_TAIL.unwrap()
+            }),
+        ];
+        let mut checked = 0u32;
+        for status in statuses {
+            for problem in reasons.iter().map(Some).chain([None]) {
+                for &(segment, block) in &places {
+                    for (found, durable) in [(9_000u64, 9_000u64), (8_000, 9_000), (9_000, 0)] {
+                        for kept in [true, false] {
+                            for tail in tails {
+                                for last in [Some(2), Some(3)] {
+                                    let f = Findings {
+                                        status,
+                                        first_issue: problem
+                                            .and_then(|&r| issue(segment, block, r)),
+                                        found_event_id: found,
+                                        durable_event_id: durable,
+                                        watermark_kept: kept,
+                                        tail,
+                                        last_segment: last,
+                                    };
+                                    check_rules(&f, decide(&f));
+                                    checked += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 3 * 4 * 5 * 3 * 2 * 4 * 2);
+    }
+
+    fn check_rules(f: &Findings, d: Decision) {
+        let lost_durable = f.found_event_id < f.durable_event_id;
+        let replaced = matches!(
+            f.first_issue.map(|i| i.reason),
+            Some(Reason::WatermarkMismatch { .. })
+        );
+        if replaced {
+            assert_eq!(d, Decision::Refuse(Refusal::HistoryReplaced), "{f:?}");
+            return;
+        }
+        if lost_durable {
+            assert!(
+                matches!(d, Decision::Refuse(_)),
+                "durable data given up: {f:?} -> {d:?}"
+            );
+        }
+        match d {
+            Decision::Start => assert!(f.status == Status::Ok && f.tail.is_none(), "{f:?}"),
+            Decision::Resume => assert!(
+                f.status == Status::Ok && f.tail.is_some_and(|t| !t.sealed),
+                "{f:?}"
+            ),
+            Decision::AfterSealed => assert!(
+                f.status == Status::Ok && f.tail.is_some_and(|t| t.sealed),
+                "{f:?}"
+            ),
+            Decision::SealTail(SealReason::TornTail { .. }) => {
+                assert!(f.status != Status::Ok, "{f:?}");
+                assert!(
+                    f.problem_is_in_open_tail(),
+                    "damage set aside elsewhere: {f:?}"
+                );
+                if f.status == Status::Corrupt {
+                    assert!(
+                        f.watermark_kept,
+                        "valid data after damage without a watermark: {f:?}"
+                    );
+                }
+            }
+            Decision::SealTail(SealReason::TooShort) => assert!(
+                f.status == Status::Ok && f.tail.is_some_and(|t| !t.sealed),
+                "{f:?}"
+            ),
+            Decision::Refuse(_) => {}
+        }
+    }
 }
