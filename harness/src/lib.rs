@@ -6,7 +6,8 @@
 //! | [`crashsim`] | the crash simulator: crash images under the fault model, recovered and checked |
 //! | [`cmd`] | one module per subcommand: `record`, `verify`, `dump`, `salvage`, `preserved`, `convert`, `demo`, `crashsim`, `bench` |
 //! | [`store`] | the stores commands open: a WAL directory through the file, mmap or O_DIRECT backend, or a raw device |
-//! | [`error`] | the one-line error every command reports |
+//! | [`error`] | the one-line error every command reports, and its JSON object |
+//! | [`progress`] | the progress bars on stderr: when one is drawn, and the bar itself |
 //! | [`clock`] | the wall clock segments are stamped with |
 
 pub mod bench;
@@ -14,4 +15,5 @@ pub mod clock;
 pub mod cmd;
 pub mod crashsim;
 pub mod error;
+pub mod progress;
 pub mod store;

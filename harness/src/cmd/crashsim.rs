@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::crashsim::{SimConfig, SimReport, Tally, simulate};
 use crate::error::CliError;
+use crate::progress::{Output, Progress, show_progress_here};
 
 /// Arguments of `fswal crashsim`.
 #[derive(Args, Debug)]
@@ -81,6 +82,9 @@ fn tally_line(name: &str, t: &Tally) -> String {
     )
 }
 
+/// Seconds between two progress lines on stderr when no bar is drawn.
+const PROGRESS_LINE_S: u64 = 2;
+
 /// Runs `fswal crashsim`.
 pub fn run(args: &CrashsimArgs) -> Result<ExitCode, CliError> {
     let config = SimConfig {
@@ -91,8 +95,25 @@ pub fn run(args: &CrashsimArgs) -> Result<ExitCode, CliError> {
     };
     let started = Instant::now();
     let mut last_print = Instant::now();
+    let spinner = Progress::spinner(
+        show_progress_here(Output::Report { json: args.json }),
+        "crashsim",
+    );
+    // Until the first count, after 256 events.
+    spinner.set_message(format!(": {} events, seed {}", args.events, args.seed));
+    let mut shown = None;
     let report = simulate(config, |r: &SimReport| {
-        if last_print.elapsed().as_secs() >= 2 {
+        if spinner.is_shown() {
+            // Called every 256 events: the text is rebuilt only when it changes.
+            if shown != Some(r.crash_points) {
+                shown = Some(r.crash_points);
+                spinner.set_message(format!(
+                    ": {} crash points, {} states",
+                    r.crash_points, r.images
+                ));
+            }
+        } else if last_print.elapsed().as_secs() >= PROGRESS_LINE_S {
+            // No terminal to draw on (a log, CI): a line now and then says it is alive.
             last_print = Instant::now();
             eprintln!(
                 "fswal crashsim: {} crash points, {} states so far ({:.0} s)",
@@ -102,6 +123,7 @@ pub fn run(args: &CrashsimArgs) -> Result<ExitCode, CliError> {
             );
         }
     });
+    drop(spinner);
     let elapsed_s = started.elapsed().as_secs_f64();
     let total = report.total();
     let mut out = std::io::stdout().lock();

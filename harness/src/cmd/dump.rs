@@ -13,16 +13,20 @@
 //! the earlier segments, whose sealed headers vouch only for their totals and ids.
 //! `--verify-prefix` reads those too ([`Replay::seek_verifying_prefix`]): it misses
 //! nothing a full strict replay catches, at the cost of reading everything before ID.
+//!
+//! Dumped to a file (stdout not a terminal) from a terminal, stderr shows how far it is.
 
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use fswal_core::{
-    Event, EventType, Issue, Mode, OrderType, Replay, RequestEvent, Side, Status, Step,
+    Event, EventType, Issue, Mode, OrderType, Replay, RequestEvent, SegmentStore, Side, Status,
+    Step,
 };
 
 use crate::error::CliError;
+use crate::progress::{Output, Segments, show_progress_here};
 use crate::store::{AnyStore, TargetArgs, open_read_only};
 
 /// Output format of `fswal dump`.
@@ -135,6 +139,9 @@ enum Failure {
 }
 
 fn dump(store: &mut AnyStore, args: &DumpArgs, out: &mut impl Write) -> Result<Done, Failure> {
+    // Only for the bar: a listing that fails is left to replay to report.
+    let range = store.segment_range().ok().flatten();
+    let mut segments = Segments::new(show_progress_here(Output::Stream), "dumping", range);
     let mut replay = Replay::new(store, Mode::Strict);
     match (args.from, args.verify_prefix) {
         (Some(id), true) => replay.seek_verifying_prefix(id),
@@ -150,6 +157,7 @@ fn dump(store: &mut AnyStore, args: &DumpArgs, out: &mut impl Write) -> Result<D
     let mut left = args.limit.unwrap_or(u64::MAX);
     while let Some(step) = replay.step().map_err(Failure::Replay)? {
         let Step::Block(block) = step else { continue };
+        segments.block_of(block.segment);
         for raw in block.events {
             if left == 0 {
                 return Ok(Done::Limit);

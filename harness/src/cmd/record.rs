@@ -16,6 +16,9 @@
 //! last durable event id, and the exit code is 130 (SIGINT) or 143 (SIGTERM), what a
 //! shell reports for a process the signal ended. Until the append loop starts (while
 //! recovering), the signals keep their default action: recovery is safe to cut short.
+//!
+//! On a terminal, a progress bar on stderr counts the events appended (with
+//! `--print-durable`, only when stdout goes elsewhere).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,6 +40,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::clock::wall_clock_ns;
 use crate::error::CliError;
+use crate::progress::{Output, Progress, show_progress_here};
 use crate::store::{AnyStore, Backend};
 
 /// Arguments of `fswal record`.
@@ -392,6 +396,11 @@ fn append_error<C: fswal_core::writer::Clock>(
     }
 }
 
+/// Events appended between two updates of the progress bar: a bar moves only in steps
+/// a person can see, and the append loop pays for an update rarely even when
+/// `--sync-every 1` makes every batch one event.
+pub const PROGRESS_STEP_EVENTS: u64 = 1 << 14;
+
 /// Runs `fswal record`.
 pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
     if args.start_id == Some(0) {
@@ -462,12 +471,30 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
     // which recovery is safe against, instead of waiting for a scan of the whole log.
     catch_stop_signals()?;
     let mut stopped_by = None;
+    // `durable` lines on stdout are a stream: on the same terminal, a bar would be drawn
+    // over them.
+    let output = if args.print_durable {
+        Output::Stream
+    } else {
+        Output::Report { json: false }
+    };
+    let progress = Progress::bar(
+        show_progress_here(output),
+        "recording",
+        args.events,
+        "events",
+    );
+    let mut shown = 0u64;
     // Each pass appends at least one event; `--events 0` makes none.
     while appended < args.events {
         // One load per batch of up to 256 events: nothing beside building the batch.
         stopped_by = interruption(STOP_SIGNAL.load(Ordering::Relaxed));
         if stopped_by.is_some() {
             break;
+        }
+        if appended - shown >= PROGRESS_STEP_EVENTS {
+            shown = appended;
+            progress.set_position(appended);
         }
         let mut len = (args.events - appended).min(BLOCK_EVENTS_MAX as u64);
         if let Some(k) = args.sync_every {
@@ -493,7 +520,10 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
             report_durable(writer.durable_event_id())?;
         }
     }
+    progress.set_position(appended);
     let durable = writer.close().map_err(|e| append_error(&writer, args, e))?;
+    // Cleared before the last lines are printed.
+    drop(progress);
     report_durable(durable)?;
     if let Some(stop) = stopped_by {
         let ids = if appended == 0 {

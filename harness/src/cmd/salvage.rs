@@ -79,6 +79,7 @@ use serde::Serialize;
 
 use crate::clock::wall_clock_ns;
 use crate::error::CliError;
+use crate::progress::{Output, Segments, show_progress_here};
 use crate::store::{AnyStore, Backend, Kind, TargetArgs, open_read_only};
 
 /// The most gaps a report lists; `gaps_total` counts them all.
@@ -705,16 +706,21 @@ pub struct Salvaged {
 
 /// Replays `source` in diagnostic mode and appends every event salvaged to a new log
 /// at `building`, created on the first one (so that nothing is created when there is
-/// nothing to salvage), then closes it. `destination` is DST, for messages.
+/// nothing to salvage), then closes it. `destination` is DST, for messages. With
+/// `show_progress`, a bar on stderr counts the source's segments.
 fn copy(
     source: &mut AnyStore,
     building: &Path,
     destination: &Path,
     blocks_per_segment: u32,
+    show_progress: bool,
 ) -> Result<Salvaged, CliError> {
     let mut writer: Option<WalWriter<AnyStore, WallClock>> = None;
     let mut gaps = Gaps::default();
     let mut digest = Digest::default();
+    // Only for the bar: a listing that fails is left to replay to report.
+    let range = source.segment_range().ok().flatten();
+    let mut segments = Segments::new(show_progress, "salvaging", range);
     let mut replay = Replay::new(&mut *source, Mode::Diagnostic);
     // Replay bounds itself: every step moves forward through a finite store.
     loop {
@@ -729,6 +735,7 @@ fn copy(
         match step {
             Step::Issue(issue) => gaps.issue(issue),
             Step::Block(view) => {
+                segments.block_of(view.segment);
                 let (Some(first), Some(last)) = (view.events.first(), view.events.last()) else {
                     continue;
                 };
@@ -749,6 +756,7 @@ fn copy(
     }
     let summary = *replay.summary();
     drop(replay);
+    drop(segments);
     let Some(mut log) = writer else {
         let plural = if summary.issues == 1 { "" } else { "s" };
         return Err(CliError::new(format!(
@@ -772,15 +780,24 @@ fn copy(
 
 /// Replays the new log at `destination` strictly, read-only, from scratch, and checks
 /// that it is valid, sealed, and holds exactly the events of `expected`. Returns the
-/// number of segments it holds.
-fn verify_destination(destination: &Path, expected: &Digest) -> Result<u32, CliError> {
+/// number of segments it holds. With `show_progress`, a bar on stderr counts them.
+fn verify_destination(
+    destination: &Path,
+    expected: &Digest,
+    show_progress: bool,
+) -> Result<u32, CliError> {
     let mut store = AnyStore::File(DirStore::open_read_only(destination)?);
     let mut found = Digest::default();
+    let range = store.segment_range().ok().flatten();
+    let mut segments = Segments::new(show_progress, "verifying the salvaged log", range);
     let mut replay = Replay::new(&mut store, Mode::Strict);
     // Replay bounds itself: every step moves forward through a finite store.
     loop {
         match replay.step() {
-            Ok(Some(Step::Block(view))) => found.add(view.events),
+            Ok(Some(Step::Block(view))) => {
+                segments.block_of(view.segment);
+                found.add(view.events);
+            }
             Ok(Some(_)) => {}
             Ok(None) => break,
             Err(e) => {
@@ -863,14 +880,16 @@ pub fn run(args: &SalvageArgs) -> Result<ExitCode, CliError> {
         Some(blocks) => blocks,
         None => default_blocks_per_segment(first_segment_slots(&mut source.store)?),
     };
+    let show_progress = show_progress_here(Output::Report { json: args.json });
     let built = copy(
         &mut source.store,
         &placement.building,
         &args.destination,
         blocks_per_segment,
+        show_progress,
     )
     .and_then(|salvaged| {
-        let segments = verify_destination(&placement.building, &salvaged.digest)?;
+        let segments = verify_destination(&placement.building, &salvaged.digest, show_progress)?;
         sync_dir(&placement.building)?;
         Ok((salvaged, segments))
     });

@@ -2,18 +2,20 @@
 //! one segment file against every rule of the format.
 //!
 //! Exit 0 when everything present is valid (an open last segment whose blocks verify
-//! is valid), 1 when damage or truncation was found, 2 on usage or I/O errors.
+//! is valid), 1 when damage or truncation was found, 2 on usage or I/O errors. On a
+//! terminal, and without `--json`, stderr shows how far it is.
 
 use std::io::Write;
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
 
 use clap::Args;
-use fswal_core::{Issue, Mode, ParallelReplay, Replay, Status, Step, Summary};
+use fswal_core::{Issue, Mode, ParallelReplay, Replay, SegmentStore, Status, Step, Summary};
 use serde::Serialize;
 
 use crate::cmd::ModeArg;
 use crate::error::CliError;
+use crate::progress::{Output, Progress, Segments, show_progress_here};
 use crate::store::{Source, TargetArgs, open_read_only};
 
 /// The most issues a report lists; `issues_total` counts them all.
@@ -67,15 +69,26 @@ pub struct Verified {
 
 /// Verifies `source` in `mode`, keeping the issues: first the parallel fast path on
 /// `threads` workers, which settles a plain log; when it gives up, the sequential
-/// replay, which explains every problem.
+/// replay, which explains every problem. With `show_progress`, a spinner on stderr
+/// while the fast path runs (it reports nothing before it ends), then a bar over the
+/// segments while the sequential replay does.
 pub fn verify(
     source: &mut Source,
     mode: Mode,
     threads: NonZeroUsize,
+    show_progress: bool,
 ) -> Result<Verified, CliError> {
+    // Only for the bar: a listing that fails is left to replay to report.
+    let range = source.store.segment_range().ok().flatten();
+    let spinner = Progress::spinner(show_progress, "verifying");
+    if spinner.is_shown() {
+        let segments = range.map_or(0, |(first, last)| u64::from(last - first) + 1);
+        spinner.set_message(format!(" {segments} segment(s) on {threads} thread(s)"));
+    }
     let fast = ParallelReplay::new()
         .threads(threads)
         .verify_fast(&mut source.store);
+    drop(spinner);
     if let Ok(Ok(summary)) = fast {
         return Ok(Verified {
             summary,
@@ -83,11 +96,13 @@ pub fn verify(
         });
     }
     // Not plain, or a read failed: the sequential replay says exactly what and where.
+    let mut segments = Segments::new(show_progress, "verifying, segment by segment", range);
     let mut replay = Replay::new(&mut source.store, mode);
     let mut issues = Vec::new();
     loop {
         match replay.step() {
             Ok(Some(Step::Issue(issue))) if issues.len() < ISSUES_LISTED_MAX => issues.push(issue),
+            Ok(Some(Step::Block(view))) => segments.block_of(view.segment),
             Ok(Some(_)) => {}
             Ok(None) => break,
             Err(e) => {
@@ -139,7 +154,12 @@ struct JsonCppMeta {
 pub fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
     let mut source = open_read_only(&args.target)?;
     let mode = Mode::from(args.mode);
-    let v = verify(&mut source, mode, args.threads.unwrap_or_else(all_cores))?;
+    let v = verify(
+        &mut source,
+        mode,
+        args.threads.unwrap_or_else(all_cores),
+        show_progress_here(Output::Report { json: args.json }),
+    )?;
     let s = &v.summary;
     let mut out = std::io::stdout().lock();
     let printed = if args.json {
