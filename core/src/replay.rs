@@ -311,6 +311,8 @@ pub struct Replay<S: SegmentStore> {
     must_be_last: Option<u32>,
     /// The durable watermark the store's checkpoint records say the log reaches.
     watermark: Watermark,
+    /// The watermark the caller already read, used by `begin` instead of reading it.
+    preread_watermark: Option<Watermark>,
     /// Whether the log holds the watermark's block where its record says (strict mode).
     check: WatermarkCheck,
 }
@@ -331,6 +333,7 @@ impl<S: SegmentStore> Replay<S> {
             start: None,
             must_be_last: None,
             watermark: Watermark::default(),
+            preread_watermark: None,
             check: WatermarkCheck::default(),
         }
     }
@@ -460,10 +463,19 @@ impl<S: SegmentStore> Replay<S> {
         })
     }
 
-    /// Lists the store, reads its durable watermark, and positions replay at its first
-    /// segment (or the seek target).
+    /// Replays against `watermark`, which the caller read from the store's records,
+    /// instead of reading them again (the writer's open reads them for itself).
+    pub(crate) fn with_watermark(&mut self, watermark: Watermark) {
+        self.preread_watermark = Some(watermark);
+    }
+
+    /// Lists the store, reads its durable watermark (unless it was given), and
+    /// positions replay at its first segment (or the seek target).
     fn begin(&mut self) -> Result<(), Error<S::Error>> {
-        self.watermark = Watermark::read(&mut self.store)?;
+        self.watermark = match self.preread_watermark.take() {
+            Some(watermark) => watermark,
+            None => Watermark::read(&mut self.store)?,
+        };
         if self.mode == Mode::Strict {
             let start = self.start.map(|p| (p.segment, p.slot));
             self.check = WatermarkCheck::new(&self.watermark, start);

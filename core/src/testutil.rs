@@ -86,11 +86,13 @@ pub fn ids(range: core::ops::RangeInclusive<u64>) -> Vec<u64> {
     range.collect()
 }
 
-/// A [`MemStore`] that counts how often segments are opened: what a costly listing
-/// or reading of every segment shows up as.
+/// A [`MemStore`] that counts how often segments are opened and checkpoint records
+/// read: what a costly listing or reading of every segment, or a second reading of the
+/// records, shows up as.
 pub struct CountingStore {
     pub inner: MemStore,
     pub opens: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub checkpoint_reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl CountingStore {
@@ -98,6 +100,7 @@ impl CountingStore {
         Self {
             inner,
             opens: Default::default(),
+            checkpoint_reads: Default::default(),
         }
     }
 }
@@ -135,6 +138,8 @@ impl crate::store::SegmentStore for CountingStore {
         &mut self,
         kind: crate::checkpoint::CheckpointKind,
     ) -> Result<Option<[u8; 64]>, Self::Error> {
+        self.checkpoint_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.read_checkpoint(kind)
     }
     fn write_checkpoint(

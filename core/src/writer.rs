@@ -324,9 +324,9 @@ mod tests {
     use proptest::prelude::*;
     use zerocopy::FromBytes;
 
+    use super::open::new_segment_blocks;
     use super::*;
     use crate::event::EventDefect;
-    use super::open::new_segment_blocks;
     use crate::fault::{FaultStore, Faults};
     use crate::issue::{Reason, Status};
     use crate::mem::MemStore;
@@ -1372,6 +1372,16 @@ mod tests {
         ));
         // The log as written reopens.
         assert!(WalWriter::open(original, ticking_clock(), SMALL).is_ok());
+    }
+
+    #[test]
+    fn opening_reads_each_checkpoint_record_once() {
+        // Issue 11: the writer and its replay each read both records.
+        let counting = crate::testutil::CountingStore::new(reference_log(5000, 16, true));
+        let reads = counting.checkpoint_reads.clone();
+        let (w, rec) = WalWriter::open(counting, ticking_clock(), SMALL).unwrap();
+        assert_eq!((rec.summary.status, w.last_event_id()), (Status::Ok, 5000));
+        assert_eq!(reads.load(Ordering::Relaxed), 2, "one read of each record");
     }
 
     #[test]

@@ -155,6 +155,8 @@ impl<S: SegmentStore, C: Clock> WalWriter<S, C> {
             _ => range.map(|(first, _)| first),
         };
         let mut replay = Replay::new(&mut store, Mode::Strict);
+        // Read once: replay checks the log against the records just read.
+        replay.with_watermark(watermark);
         if let (Some(segment), Some((first, _))) = (scan_from, range) {
             if segment != first {
                 replay.start = Some(StartPoint {
