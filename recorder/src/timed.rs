@@ -40,11 +40,6 @@ impl<S> TimedStore<S> {
             prepare,
         }
     }
-
-    /// The store measured.
-    pub fn inner(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: SegmentStore> SegmentStore for TimedStore<S> {
