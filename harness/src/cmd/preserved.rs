@@ -571,7 +571,7 @@ fn export_item(store: &mut AnyStore, item: &Item, path: &Path) -> Result<u64, Cl
             let copy = File::open(&c.path).map_err(|e| CliError::at(&c.path, e))?;
             write_new_file(path, c.len_bytes, |at, buf| {
                 copy.read_exact_at(buf, at)
-                    .map_err(|e| CliError::at(&c.path, format!("offset {at}: {e}")))
+                    .map_err(|e| CliError::at_offset(&c.path, at, e))
             })
         }
         Item::Quarantine(q) => write_new_file(path, q.bytes.len() as u64, |at, buf| {
