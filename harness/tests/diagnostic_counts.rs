@@ -9,16 +9,7 @@ use common::*;
 fn a_corrupted_block_counts_as_skipped() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("wal");
-    let out = fswal(&[
-        "record",
-        "--dir",
-        p(&dir),
-        "--events",
-        "10000",
-        "--blocks-per-segment",
-        "16",
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    record_small(&dir, 10000);
     let segment = dir.join("FS.00000000.wal");
     // Inside the first event of block 5.
     flip(&segment, HEADER + 5 * BLOCK + 64 + 100);

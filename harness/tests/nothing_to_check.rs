@@ -42,16 +42,7 @@ fn a_log_whose_segments_are_all_gone_is_still_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
     // A checkpoint recording durable events, with every segment gone: not an empty log.
     let dir = tmp.path().join("wal");
-    let out = fswal(&[
-        "record",
-        "--dir",
-        p(&dir),
-        "--events",
-        "300",
-        "--blocks-per-segment",
-        "16",
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    record_small(&dir, 300);
     std::fs::remove_file(dir.join("FS.00000000.wal")).expect("remove the segment");
     let out = fswal(&["verify", p(&dir)]);
     assert_eq!(code(&out), 2, "{}", stdout(&out));

@@ -310,16 +310,7 @@ fn a_running_writer_keeps_release_out() {
 fn legacy_torn_tail_copies_are_listed_exported_and_released() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("wal");
-    let out = fswal(&[
-        "record",
-        "--dir",
-        p(&dir),
-        "--events",
-        "1010",
-        "--blocks-per-segment",
-        "16",
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    record_small(&dir, 1010);
     // Side files as an earlier recovery left them: one slot of segment 0 from offset
     // 65856 (slot 4), and a second copy of the same offset.
     let first: Vec<u8> = (0..=255u8).cycle().take(16_448).collect();

@@ -23,39 +23,11 @@ pub const BLOCK: u64 = 16_448;
 /// Bytes in a segment header.
 pub const HEADER: u64 = 64;
 
-/// Set (to anything) to make the tests that read the C++ recorder's reference vectors
-/// fail when the folder is absent, instead of skipping: CI sets it, since CI always has
-/// the folder, so that it cannot pass without checking them.
-pub const REQUIRE_VECTORS_VAR: &str = "FSWAL_REQUIRE_VECTORS";
-
-/// The C++ recorder's reference vector directory `name` (in `../shared/vectors/`
-/// relative to the project root), or `None` when it is absent, after saying on stderr
-/// that the test skips it: libtest has no runtime skip, so the line is what tells a
-/// skipped test from a passed one. With [`REQUIRE_VECTORS_VAR`] set, an absent
-/// directory fails the test instead.
-pub fn vectors_dir(name: &str) -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/vectors")
-        .join(name);
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os(REQUIRE_VECTORS_VAR).is_none(),
-        "{} absent, and {REQUIRE_VECTORS_VAR} is set",
-        dir.display()
-    );
-    // Straight to stderr: libtest captures `println!` and `eprintln!`, and a skip must be
-    // seen.
-    let _ = std::io::Write::write_fmt(
-        &mut std::io::stderr(),
-        format_args!(
-            "skipping: {} absent (set {REQUIRE_VECTORS_VAR}=1 to fail instead)\n",
-            dir.display()
-        ),
-    );
-    None
-}
+/// The C++ recorder's reference vector directory `name`, or `None` after saying the
+/// test skips it; it fails instead under `FSWAL_REQUIRE_VECTORS` (CI sets it).
+// Every test file is a crate of its own, and not all of them read the vectors.
+#[allow(unused_imports)]
+pub use fswal_backends::testing::vectors_dir;
 
 /// Runs `fswal args`, which must not panic, whatever its exit code.
 pub fn fswal(args: &[&str]) -> Output {
@@ -127,6 +99,22 @@ pub fn assert_unchanged(dir: &Path, before: &BTreeMap<PathBuf, FileHash>, what: 
         .filter(|p| before.get(*p) != after.get(*p))
         .collect();
     assert!(changed.is_empty(), "{what} changed {changed:?}");
+}
+
+/// `fswal record --dir DIR --events N --blocks-per-segment 16` into a new log, which
+/// must succeed.
+pub fn record_small(dir: &Path, events: u64) {
+    let events = events.to_string();
+    let out = fswal(&[
+        "record",
+        "--dir",
+        p(dir),
+        "--events",
+        &events,
+        "--blocks-per-segment",
+        "16",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
 
 /// Flips one bit of the byte at `offset` of `path`.
