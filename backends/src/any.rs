@@ -6,7 +6,7 @@
 use std::fmt;
 use std::format;
 use std::path::{Path, PathBuf};
-use std::string::String;
+use std::string::{String, ToString};
 use std::vec::Vec;
 
 use fswal_core::checkpoint::{CHECKPOINT_SIZE_BYTES, CheckpointKind};
@@ -240,6 +240,30 @@ impl AnyStore {
             Self::Direct(s) => Self::Direct(s.prepare_ahead(on)),
             Self::Raw(s) => Self::Raw(s),
         }
+    }
+
+    /// The same read-only store, reporting a compressed segment that does not
+    /// decompress with every checksum as missing (see
+    /// [`SegmentDir::skip_unreadable_compressed`]); a raw device has no compressed
+    /// segments.
+    #[must_use]
+    pub fn skip_unreadable_compressed(self, on: bool) -> Self {
+        match self {
+            Self::File(s) => Self::File(s.skip_unreadable_compressed(on)),
+            Self::Mmap(s) => Self::Mmap(s.skip_unreadable_compressed(on)),
+            Self::Direct(s) => Self::Direct(s.skip_unreadable_compressed(on)),
+            Self::Raw(s) => Self::Raw(s),
+        }
+    }
+
+    /// The compressed segments skipped so, by index, each with its error as one line
+    /// (naming the file and the offset of the bad bytes).
+    #[must_use]
+    pub fn unreadable_compressed(&self) -> Vec<(u32, String)> {
+        let listed = each_dir!(self, s => Some(s.unreadable_compressed()), _raw => None);
+        listed.map_or_else(Vec::new, |m| {
+            m.iter().map(|(index, e)| (*index, e.to_string())).collect()
+        })
     }
 
     /// A handle that allocates a directory's segment files ahead of need from another

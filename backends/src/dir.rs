@@ -147,6 +147,12 @@ pub struct SegmentDir<D> {
     /// [`twins`]), so that each pair is compared once in the store's life. Such pairs
     /// come only from an interrupted compression, one per crash at most.
     twins_checked: std::collections::BTreeSet<u32>,
+    /// Whether a compressed segment that does not decompress with every checksum is
+    /// reported missing instead of failing the read (see
+    /// [`SegmentDir::skip_unreadable_compressed`]).
+    skip_unreadable: bool,
+    /// The compressed segments skipped so, with why: at most one per segment index.
+    unreadable: std::collections::BTreeMap<u32, FileError>,
     /// The device kind of the segments: a type only, no value.
     device: PhantomData<fn() -> D>,
 }
@@ -197,6 +203,8 @@ impl<D: SegmentFile> SegmentDir<D> {
             mark: None,
             torn_segments: None,
             twins_checked: std::collections::BTreeSet::new(),
+            skip_unreadable: false,
+            unreadable: std::collections::BTreeMap::new(),
             device: PhantomData,
         })
     }
@@ -228,6 +236,8 @@ impl<D: SegmentFile> SegmentDir<D> {
             mark: None,
             torn_segments: None,
             twins_checked: std::collections::BTreeSet::new(),
+            skip_unreadable: false,
+            unreadable: std::collections::BTreeMap::new(),
             device: PhantomData,
         })
     }
@@ -258,6 +268,8 @@ impl<D: SegmentFile> SegmentDir<D> {
             mark: None,
             torn_segments: None,
             twins_checked: std::collections::BTreeSet::new(),
+            skip_unreadable: false,
+            unreadable: std::collections::BTreeMap::new(),
             device: PhantomData,
         })
     }
@@ -299,6 +311,53 @@ impl<D: SegmentFile> SegmentDir<D> {
     pub fn compress_sealed(mut self, on: bool) -> Self {
         self.compress_sealed = on;
         self
+    }
+
+    /// The same read-only store, for diagnostic readers (`verify --mode diagnostic`,
+    /// `salvage`): a compressed segment (`FS.%08u.wal.lz4`) whose bytes do not
+    /// decompress with every checksum they carry is reported missing, so that replay
+    /// records a gap there and goes on with the segments after it, instead of failing
+    /// with the file's error; [`SegmentDir::unreadable_compressed`] lists what was
+    /// skipped and why. Each compressed segment is then decompressed in full when it
+    /// is opened. A writer's store never skips anything: it has no such switch.
+    #[must_use]
+    pub fn skip_unreadable_compressed(mut self, on: bool) -> Self {
+        self.skip_unreadable = on && !self.is_writable();
+        self
+    }
+
+    /// The compressed segments [`SegmentDir::skip_unreadable_compressed`] skipped, by
+    /// index, with the error that names the file and the offset of the bad bytes.
+    #[must_use]
+    pub fn unreadable_compressed(&self) -> &std::collections::BTreeMap<u32, FileError> {
+        &self.unreadable
+    }
+
+    /// Opens the compressed file `path` of segment `index`: checked in full first when
+    /// unreadable ones are skipped, and then `None` if it does not verify.
+    fn open_compressed(
+        &mut self,
+        index: u32,
+        path: &Path,
+    ) -> Result<Option<DirSegment<D>>, FileError> {
+        if !self.skip_unreadable {
+            return Lz4Device::open_read_only(path).map(|d| Some(DirSegment::Compressed(d)));
+        }
+        if self.unreadable.contains_key(&index) {
+            return Ok(None);
+        }
+        let checked = Lz4Device::open_read_only(path).and_then(|mut d| {
+            d.verify_contents()?;
+            Ok(d)
+        });
+        match checked {
+            Ok(device) => Ok(Some(DirSegment::Compressed(device))),
+            Err(e) if e.source.kind() == io::ErrorKind::InvalidData => {
+                self.unreadable.insert(index, e);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Rewrites the sync mark in place (one sector) and syncs it. The file is made the
@@ -508,7 +567,7 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
                 // A single file is opened as what its magic says it is.
                 let path = self.path.clone();
                 return if has_compressed_magic(&path)? {
-                    Lz4Device::open_read_only(&path).map(|d| Some(DirSegment::Compressed(d)))
+                    self.open_compressed(index, &path)
                 } else {
                     D::open(&path, false).map(|d| Some(DirSegment::Raw(d)))
                 };
@@ -536,7 +595,11 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
                 Ok(DirSegment::Raw(d))
             })
         } else if is_regular_file(&compressed)? {
-            Lz4Device::open_read_only(&compressed).map(DirSegment::Compressed)
+            return match self.open_compressed(index, &compressed) {
+                // Removed between the check and the open.
+                Err(e) if e.source.kind() == io::ErrorKind::NotFound => Ok(None),
+                other => other,
+            };
         } else {
             return Ok(None);
         };
@@ -1249,6 +1312,52 @@ mod tests {
         fs::rename(&raw, dir.join("elsewhere")).unwrap();
         let (ids, status) = replay_ids(DirStore::open_read_only(dir).unwrap());
         assert_eq!((ids.len(), status), (5000, Status::Ok));
+    }
+
+    #[test]
+    fn diagnostic_readers_skip_a_compressed_segment_that_does_not_decompress() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        drop(write_log(
+            DirStore::open_for_append(dir)
+                .unwrap()
+                .compress_sealed(true),
+            12_000,
+        ));
+        let damaged = dir.join("FS.00000001.wal.lz4");
+        let mut bytes = fs::read(&damaged).unwrap();
+        bytes[3000] ^= 0x40;
+        fs::write(&damaged, &bytes).unwrap();
+        // A plain reader fails with the file's error, naming it.
+        let err = Replay::new(DirStore::open_read_only(dir).unwrap(), Mode::Diagnostic)
+            .run(|_| {})
+            .unwrap_err();
+        assert!(err.to_string().contains("FS.00000001.wal.lz4"), "{err}");
+        // A diagnostic reader reports a gap there and salvages what is around it.
+        let mut store = DirStore::open_read_only(dir)
+            .unwrap()
+            .skip_unreadable_compressed(true);
+        let mut ids = Vec::new();
+        let s = Replay::new(&mut store, Mode::Diagnostic)
+            .run(|e| ids.push(e.event_id()))
+            .unwrap();
+        assert_eq!(s.status, Status::Corrupt);
+        assert_eq!(ids.len(), 12_000 - 4096);
+        assert!(ids.iter().copied().eq((1..=4096).chain(8193..=12_000)));
+        let skipped = store.unreadable_compressed();
+        assert_eq!(skipped.keys().copied().collect::<Vec<_>>(), [1]);
+        let why = &skipped[&1];
+        assert_eq!(
+            (why.path.as_path(), why.source.kind()),
+            (damaged.as_path(), io::ErrorKind::InvalidData)
+        );
+        assert!(why.offset_bytes.is_some());
+        assert_eq!(fs::read(&damaged).unwrap(), bytes, "nothing is modified");
+        // A writer's store never skips.
+        let writer = DirStore::open_for_append(dir)
+            .unwrap()
+            .skip_unreadable_compressed(true);
+        assert!(!writer.skip_unreadable);
     }
 
     #[test]

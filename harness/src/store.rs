@@ -98,6 +98,28 @@ pub struct Source {
     pub kind: Kind,
 }
 
+impl Source {
+    /// The same source for a diagnostic reader: a compressed segment that does not
+    /// decompress with every checksum is a missing segment (a gap replay reports and
+    /// goes on after), not an error that ends the read.
+    #[must_use]
+    pub fn skipping_unreadable_compressed(self) -> Self {
+        Self {
+            store: self.store.skip_unreadable_compressed(true),
+            kind: self.kind,
+        }
+    }
+
+    /// One line on stderr for each compressed segment skipped so.
+    pub fn report_unreadable_compressed(&self) {
+        for (index, why) in self.store.unreadable_compressed() {
+            eprintln!(
+                "fswal: segment {index} skipped: its compressed file does not decompress: {why}"
+            );
+        }
+    }
+}
+
 fn dir_store(
     backend: Backend,
     open: impl Fn() -> Result<DirStore, FileError>,

@@ -860,7 +860,9 @@ struct JsonReport {
 
 /// Runs `fswal salvage`.
 pub fn run(args: &SalvageArgs) -> Result<ExitCode, CliError> {
-    let mut source = open_read_only(&args.target())?;
+    // Salvage is a diagnostic reader: a compressed segment that does not decompress is
+    // a gap it reports, not the end of what it can copy.
+    let mut source = open_read_only(&args.target())?.skipping_unreadable_compressed();
     let source_path = args
         .source
         .as_deref()
@@ -896,6 +898,7 @@ pub fn run(args: &SalvageArgs) -> Result<ExitCode, CliError> {
     let (salvaged, segments_written) =
         built.map_err(|e| abandoned(&placement, &args.destination, &e))?;
     install(&placement, &args.destination)?;
+    source.report_unreadable_compressed();
     let mut out = io::stdout().lock();
     let printed = if args.json {
         let report = JsonReport {

@@ -152,14 +152,18 @@ struct JsonCppMeta {
 
 /// Runs `fswal verify`.
 pub fn run(args: &VerifyArgs) -> Result<ExitCode, CliError> {
-    let mut source = open_read_only(&args.target)?;
     let mode = Mode::from(args.mode);
+    let mut source = open_read_only(&args.target)?;
+    if mode == Mode::Diagnostic {
+        source = source.skipping_unreadable_compressed();
+    }
     let v = verify(
         &mut source,
         mode,
         args.threads.unwrap_or_else(all_cores),
         show_progress_here(Output::Report { json: args.json }),
     )?;
+    source.report_unreadable_compressed();
     let s = &v.summary;
     let mut out = std::io::stdout().lock();
     let printed = if args.json {
