@@ -66,6 +66,7 @@ use fswal_core::segment_header::{HeaderState, SegmentHeader};
 use fswal_core::store::{parse_segment_file_name, segment_file_name};
 
 use crate::file::{FileDevice, FileError, SegmentFile, create_dir_durably, sync_dir};
+mod checkpoint;
 mod lock;
 mod preparer;
 mod segment;
@@ -94,15 +95,9 @@ pub const CPP_META_FILE_NAME: &str = "wal_meta.dat";
 /// The suffix of a segment file allocated ahead of need (no header yet).
 pub const PREPARED_SUFFIX: &str = ".prep";
 
-/// The temporary name a new checkpoint is written under before it is renamed.
-const CHECKPOINT_TMP_NAME: &str = "fswal.meta.tmp";
-
 /// The sync mark file in a WAL directory: one checkpoint record at offset 0 of a 4 KiB
 /// file, rewritten in place after every sync.
 pub const MARK_FILE_NAME: &str = "fswal.mark";
-
-/// Bytes in the sync mark file: one page, so that a rewrite is one sector write.
-const MARK_FILE_BYTES: u64 = 4096;
 
 /// The suffix that starts the name of a torn-tail copy (see [`TornCopy`]), after the
 /// segment's file name.
@@ -358,44 +353,6 @@ impl<D: SegmentFile> SegmentDir<D> {
             }
             Err(e) => Err(e),
         }
-    }
-
-    /// Rewrites the sync mark in place (one sector) and syncs it. The file is made the
-    /// first time like the checkpoint (temporary copy, sync, rename, directory sync), so
-    /// that it always holds a whole record.
-    fn write_mark(&mut self, record: &[u8; CHECKPOINT_SIZE_BYTES]) -> Result<(), FileError> {
-        let path = self.path.join(MARK_FILE_NAME);
-        if !self.is_writable() {
-            return Err(self.read_only_error("write mark", &path, None));
-        }
-        if let Some(file) = &self.mark {
-            return file
-                .write_all_at(record, 0)
-                .and_then(|()| file.sync_data())
-                .map_err(|e| FileError::new("write mark", path.as_path(), Some(0), e));
-        }
-        let tmp = with_suffix(&path, ".tmp");
-        let mut page = vec![0u8; usize::try_from(MARK_FILE_BYTES).unwrap_or(4096)];
-        page[..CHECKPOINT_SIZE_BYTES].copy_from_slice(record);
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .and_then(|mut f| {
-                f.write_all(&page)?;
-                f.sync_all()
-            })
-            .map_err(|e| FileError::new("write mark", tmp.as_path(), None, e))?;
-        fs::rename(&tmp, &path).map_err(|e| FileError::new("rename", tmp.as_path(), None, e))?;
-        sync_dir(&self.path)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| FileError::new("open", path.as_path(), None, e))?;
-        self.mark = Some(file);
-        Ok(())
     }
 
     /// The same store, allocating (or not) the next segment's file whenever it creates a
@@ -726,28 +683,7 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
         &mut self,
         kind: CheckpointKind,
     ) -> Result<Option<[u8; CHECKPOINT_SIZE_BYTES]>, FileError> {
-        if matches!(self.access, Access::Single { .. }) {
-            return Ok(None);
-        }
-        let (name, size) = match kind {
-            CheckpointKind::Sealed => (CHECKPOINT_FILE_NAME, CHECKPOINT_SIZE_BYTES as u64),
-            CheckpointKind::Synced => (MARK_FILE_NAME, MARK_FILE_BYTES),
-        };
-        let path = self.path.join(name);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(FileError::new("read checkpoint", path, None, e)),
-        };
-        // A file of another size is not a checkpoint; hand the core what is there (zero
-        // padded) and let it refuse the record, rather than failing the open.
-        let mut record = [0u8; CHECKPOINT_SIZE_BYTES];
-        let n = bytes.len().min(CHECKPOINT_SIZE_BYTES);
-        record[..n].copy_from_slice(&bytes[..n]);
-        if bytes.len() as u64 != size {
-            record[0] ^= 0xff;
-        }
-        Ok(Some(record))
+        self.read_checkpoint_file(kind)
     }
 
     fn write_checkpoint(
@@ -755,28 +691,7 @@ impl<D: SegmentFile> SegmentStore for SegmentDir<D> {
         kind: CheckpointKind,
         record: &[u8; CHECKPOINT_SIZE_BYTES],
     ) -> Result<(), FileError> {
-        if kind == CheckpointKind::Synced {
-            return self.write_mark(record);
-        }
-        let path = self.path.join(CHECKPOINT_FILE_NAME);
-        if !self.is_writable() {
-            return Err(self.read_only_error("write checkpoint", &path, None));
-        }
-        let tmp = self.path.join(CHECKPOINT_TMP_NAME);
-        let written = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .and_then(|mut f| {
-                f.write_all(record)?;
-                f.sync_all()
-            });
-        written.map_err(|e| FileError::new("write checkpoint", tmp.as_path(), None, e))?;
-        // Temporary copy synced, then renamed over the old one, then the directory
-        // synced: a crash leaves the old record or the new one, never a mix.
-        fs::rename(&tmp, &path).map_err(|e| FileError::new("rename", tmp.as_path(), None, e))?;
-        sync_dir(&self.path)
+        self.write_checkpoint_file(kind, record)
     }
 }
 
@@ -831,6 +746,7 @@ mod tests {
     use fswal_core::reference::reference_event;
     use fswal_core::{Mode, Replay, Status, WalWriter, WriterConfig};
 
+    use super::checkpoint::{CHECKPOINT_TMP_NAME, MARK_FILE_BYTES};
     use super::torn::parse_torn_copy_name;
     use super::*;
 
