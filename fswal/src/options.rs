@@ -34,7 +34,10 @@ pub struct Options {
     pub(crate) dsync: bool,
     pub(crate) compress: bool,
     pub(crate) writer: WriterConfig,
-    pub(crate) pipeline: Option<Pipeline>,
+    /// Whether appends go through the recorder pipeline.
+    pub(crate) pipelined: bool,
+    /// The pipeline's settings, used only when `pipelined`.
+    pub(crate) pipeline: Pipeline,
 }
 
 impl Default for Options {
@@ -45,7 +48,8 @@ impl Default for Options {
             dsync: false,
             compress: false,
             writer: WriterConfig::default(),
-            pipeline: None,
+            pipelined: false,
+            pipeline: Pipeline::default(),
         }
     }
 }
@@ -151,17 +155,15 @@ impl Options {
     /// calling thread).
     #[must_use]
     pub fn pipelined(mut self, on: bool) -> Self {
-        self.pipeline = on.then(|| self.pipeline.unwrap_or_default());
+        self.pipelined = on;
         self
     }
 
-    /// With the pipeline: commits (syncs) once this many events wait unsynced
+    /// With the pipeline (these settings do not turn it on): commits (syncs) once this many events wait unsynced
     /// (default 256).
     #[must_use]
     pub fn commit_every_events(mut self, events: u64) -> Self {
-        self.pipeline
-            .get_or_insert_with(Pipeline::default)
-            .commit_every_events = events;
+        self.pipeline.commit_every_events = events;
         self
     }
 
@@ -169,9 +171,7 @@ impl Options {
     /// (default 200 µs).
     #[must_use]
     pub fn commit_every(mut self, wait: Duration) -> Self {
-        self.pipeline
-            .get_or_insert_with(Pipeline::default)
-            .commit_every = wait;
+        self.pipeline.commit_every = wait;
         self
     }
 
@@ -179,9 +179,7 @@ impl Options {
     /// 65 536).
     #[must_use]
     pub fn ring_capacity(mut self, events: usize) -> Self {
-        self.pipeline
-            .get_or_insert_with(Pipeline::default)
-            .ring_capacity = events;
+        self.pipeline.ring_capacity = events;
         self
     }
 
@@ -189,9 +187,7 @@ impl Options {
     /// thread before they return an error (default 30 s).
     #[must_use]
     pub fn sync_timeout(mut self, wait: Duration) -> Self {
-        self.pipeline
-            .get_or_insert_with(Pipeline::default)
-            .sync_timeout = wait;
+        self.pipeline.sync_timeout = wait;
         self
     }
 

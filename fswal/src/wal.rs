@@ -94,9 +94,10 @@ impl Wal {
         path: &Path,
         on_event: Option<&mut dyn FnMut(&RequestEvent)>,
     ) -> Result<Self, Error> {
-        let store = options.open_store(path, options.pipeline.is_some())?;
+        let store = options.open_store(path, options.pipelined)?;
         let clock: WallClock = wall_clock_ns;
-        let Some(pipeline) = options.pipeline else {
+        let pipeline = options.pipeline;
+        if !options.pipelined {
             let (writer, recovery) = match on_event {
                 Some(f) => WalWriter::open_replaying(store, clock, options.writer, f)?,
                 None => WalWriter::open(store, clock, options.writer)?,
@@ -105,7 +106,7 @@ impl Wal {
                 inner: Inner::Writer(Box::new(writer)),
                 recovery,
             });
-        };
+        }
         let mut config = RecorderConfig::default()
             .writer(options.writer)
             .ring_capacity(pipeline.ring_capacity)

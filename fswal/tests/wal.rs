@@ -99,6 +99,25 @@ fn every_backend_and_the_pipeline_round_trip() {
 }
 
 #[test]
+fn pipeline_settings_alone_do_not_turn_the_pipeline_on() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::options()
+        .commit_every(std::time::Duration::from_millis(1))
+        .ring_capacity(1024)
+        .open(tmp.path().join("wal"))
+        .expect("open");
+    assert!(wal.telemetry().is_none(), "written on the calling thread");
+    wal.close().expect("close");
+    let wal = Wal::options()
+        .commit_every_events(16)
+        .pipelined(true)
+        .open(tmp.path().join("wal"))
+        .expect("reopen");
+    assert!(wal.telemetry().is_some(), "through the pipeline");
+    wal.close().expect("close");
+}
+
+#[test]
 fn a_reopened_log_keeps_its_segment_size_and_retention_applies() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("wal");
