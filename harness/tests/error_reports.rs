@@ -9,7 +9,7 @@ mod common;
 use common::*;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -41,21 +41,6 @@ fn json_error(out: &Output) -> Value {
         "stderr does not say it: {err}"
     );
     json
-}
-
-/// A WAL of `events` reference events, 16 blocks per segment, at `dir`.
-fn record(dir: &Path, events: u64) {
-    let events = events.to_string();
-    let out = fswal(&[
-        "record",
-        "--dir",
-        p(dir),
-        "--events",
-        &events,
-        "--blocks-per-segment",
-        "16",
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
 
 #[test]
@@ -112,7 +97,7 @@ fn json_commands_print_their_errors_as_one_object_naming_file_and_offset() {
 fn verify_refuses_zero_threads_saying_at_least_one() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("wal");
-    record(&dir, 1000);
+    record_small(&dir, 1000);
     let out = fswal(&["verify", "--threads", "0", p(&dir)]);
     assert_eq!(code(&out), 2);
     let err = stderr(&out);
@@ -209,7 +194,7 @@ fn o_direct_refused_by_the_file_system_is_named_and_backend_file_suggested() {
     // The same log through the file backend works, and verifying it through the
     // direct backend is refused the same way, as JSON with the segment named.
     let files = mnt.at.join("files");
-    record(&files, 10);
+    record_small(&files, 10);
     let json = json_error(&fswal(&[
         "verify",
         "--json",

@@ -9,7 +9,6 @@ mod common;
 
 use common::*;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// What a bar or spinner redraw leaves in its output: indicatif clears the line
@@ -38,20 +37,6 @@ fn on_terminal(command: &str) -> Option<String> {
             None
         }
     }
-}
-
-/// A WAL of `events` reference events, 16 blocks per segment, at `dir`.
-fn record(dir: &Path, events: &str) {
-    let out = fswal(&[
-        "record",
-        "--dir",
-        p(dir),
-        "--events",
-        events,
-        "--blocks-per-segment",
-        "16",
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
 
 #[test]
@@ -90,7 +75,7 @@ fn long_work_shows_a_bar_on_a_terminal() {
 fn no_bar_with_json_onto_the_terminal_s_own_output_or_without_a_terminal() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("wal");
-    record(&dir, "100000");
+    record_small(&dir, 100_000);
     let fswal = FSWAL;
     let wal = p(&dir);
     let new = p(&tmp.path().join("salvaged")).to_owned();

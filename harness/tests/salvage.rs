@@ -25,17 +25,7 @@ use serde_json::Value;
 /// A WAL of `events` reference events, 16 blocks per segment, at `tmp/a`.
 fn recorded(tmp: &Path, events: u64) -> PathBuf {
     let dir = tmp.join("a");
-    let events = events.to_string();
-    let out = fswal(&[
-        "record",
-        "--dir",
-        p(&dir),
-        "--events",
-        &events,
-        "--blocks-per-segment",
-        "16",
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    record_small(&dir, events);
     dir
 }
 
