@@ -201,7 +201,16 @@ impl Wal {
     pub fn close(self) -> Result<u64, Error> {
         match self.inner {
             Inner::Writer(mut w) => Ok(w.close()?),
-            Inner::Pipeline { recorder, .. } => Ok(recorder.close()?),
+            Inner::Pipeline {
+                recorder,
+                sync_timeout,
+            } => {
+                // Everything appended is made durable within the bound first, so that a
+                // stuck I/O thread is reported rather than waited for; the close then
+                // only seals.
+                recorder.sync(sync_timeout)?;
+                Ok(recorder.close()?)
+            }
         }
     }
 }
