@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use fswal_harness::cmd::{
-    bench, convert, crashsim, demo, dump, preserved, record, salvage, verify,
+    bench, convert, crashsim, demo, dump, follow, preserved, record, salvage, ship, verify,
 };
 use fswal_harness::error::CliError;
 
@@ -43,6 +43,10 @@ enum Command {
     /// Rewrite a directory's compressed segments as standard LZ4 frames with fswal's
     /// block index (fswal's old LZ4 containers; with --reindex, frames without an index).
     Convert(convert::ConvertArgs),
+    /// Publish what a WAL directory holds that its NATS JetStream stream lacks.
+    Ship(ship::ShipArgs),
+    /// Build or extend a verified replica of a JetStream stream in a directory.
+    Follow(follow::FollowArgs),
     /// Crash a seeded workload at every point, recover every crash image, check it.
     Crashsim(crashsim::CrashsimArgs),
     /// Measure recording, verification, replay and the hot path against this machine's
@@ -60,7 +64,10 @@ impl Command {
             Self::Preserved(a) => a.json,
             Self::Crashsim(a) => a.json,
             Self::Bench(a) => a.json,
-            Self::Demo(_) | Self::Record(_) | Self::Dump(_) | Self::Convert(_) => false,
+            Self::Follow(a) => a.json,
+            Self::Demo(_) | Self::Record(_) | Self::Dump(_) | Self::Convert(_) | Self::Ship(_) => {
+                false
+            }
         }
     }
 }
@@ -130,6 +137,8 @@ fn main() -> ExitCode {
         Command::Convert(a) => convert::run(a),
         Command::Crashsim(a) => crashsim::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Ship(a) => ship::run(a),
+        Command::Follow(a) => follow::run(a),
     };
     result.unwrap_or_else(|e| {
         eprintln!("fswal: {e}");

@@ -8,9 +8,11 @@ pub mod convert;
 pub mod crashsim;
 pub mod demo;
 pub mod dump;
+pub mod follow;
 pub mod preserved;
 pub mod record;
 pub mod salvage;
+pub mod ship;
 pub mod verify;
 
 use clap::ValueEnum;
