@@ -10,7 +10,8 @@
 //! healthy and, for clusters of more than one node, the JetStream meta group has a leader
 //! that every node knows and whose followers are all current: a stream with one replica
 //! per node can be created right away. Dropping the cluster kills every process it
-//! started and waits for it, and then removes the directory.
+//! started and waits for it, and then removes the directory (unless a test failed: see
+//! [`Cluster`]).
 //!
 //! Tests that need a cluster call [`cluster_or_skip`]: on a machine without `nats-server`
 //! it says that the test skipped and returns `None`, unless the environment variable
@@ -345,7 +346,10 @@ struct MetaView {
 /// Nodes are numbered from 0; node `i` has the server name `n{i+1}`. Every node has its
 /// own client port, cluster port and monitoring port, chosen free at start and kept for
 /// the cluster's lifetime, so a restarted node comes back at the same address with the
-/// same store. Dropping the cluster kills every node and removes its directory.
+/// same store. Dropping the cluster kills every node and waits for it, then removes its
+/// directory; while the thread panics (a test failed) the directory is kept instead, and
+/// its path written to standard error, so that the nodes' logs can be read. A start that
+/// fails keeps its directory too, since its error names a log file.
 #[derive(Debug)]
 pub struct Cluster {
     /// The nodes, in order.
@@ -404,13 +408,18 @@ impl Cluster {
         })?;
         let mut attempt = 1;
         loop {
-            match Self::start_once(&binary, nodes) {
+            match Self::start_once(&binary, nodes, attempt == START_ATTEMPTS) {
                 Ok(cluster) => return Ok(cluster),
                 Err(failure) if failure.port_taken && attempt < START_ATTEMPTS => attempt += 1,
+                Err(failure) if attempt == 1 => return Err(failure.error),
                 Err(failure) => {
                     return Err(io::Error::new(
                         failure.error.kind(),
-                        format!("attempt {attempt} of {START_ATTEMPTS}: {}", failure.error),
+                        format!(
+                            "attempt {attempt} of {START_ATTEMPTS} (the earlier ones found a \
+                             port taken): {}",
+                            failure.error
+                        ),
                     ));
                 }
             }
@@ -418,7 +427,13 @@ impl Cluster {
     }
 
     /// One attempt of [`Cluster::start`], with fresh ports.
-    fn start_once(binary: &Path, count: usize) -> Result<Cluster, StartFailure> {
+    ///
+    /// The directory is kept when the attempt fails and is the last, or is not retried.
+    fn start_once(
+        binary: &Path,
+        count: usize,
+        final_attempt: bool,
+    ) -> Result<Cluster, StartFailure> {
         let dir = tempfile::Builder::new().prefix("fswal-nats-").tempdir()?;
         let ports = free_ports(3 * count)?;
         let client_ports = &ports[..count];
@@ -474,11 +489,34 @@ impl Cluster {
             binary: binary.to_owned(),
             dir,
         };
-        for node in &mut cluster.nodes {
-            node.spawn(&cluster.binary)?;
+        let result = cluster.spawn_all().and_then(|()| cluster.wait_ready());
+        match result {
+            Ok(()) => Ok(cluster),
+            Err(failure) => {
+                if final_attempt || !failure.port_taken {
+                    // The error names a log file: it has to outlive the cluster.
+                    cluster.keep_dir();
+                }
+                Err(failure)
+            }
         }
-        cluster.wait_ready()?;
-        Ok(cluster)
+    }
+
+    /// Starts every node.
+    fn spawn_all(&mut self) -> Result<(), StartFailure> {
+        for node in &mut self.nodes {
+            node.spawn(&self.binary)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the cluster's directory, with the nodes' logs, when the cluster goes.
+    fn keep_dir(&mut self) {
+        self.dir.disable_cleanup(true);
+        say(format_args!(
+            "kept the nats-server cluster directory {} (the nodes' logs and stores)",
+            self.dir.path().display()
+        ));
     }
 
     /// Waits, at most [`START_TIMEOUT`], until the whole cluster is ready.
@@ -753,6 +791,9 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
             node.kill();
+        }
+        if thread::panicking() {
+            self.keep_dir();
         }
     }
 }
