@@ -8,7 +8,7 @@ use crate::error::ReplicateError;
 use crate::message::Message;
 use crate::nats::{LogStream, Stored};
 use crate::replica::{Applied, Replica};
-use crate::ship::stream_end;
+use crate::ship::{StreamEnd, stream_end};
 
 /// A replica syncs at least after this many written messages (4 MiB of blocks)...
 pub const SYNC_EVERY_MESSAGES: u64 = 256;
@@ -125,7 +125,10 @@ pub async fn follow(
             last_report = Instant::now();
             // The lag is a report: a stream that cannot be asked now (a leader being
             // elected) leaves the last figure, and following goes on.
-            if let Ok((Some(end), _)) = stream_end(stream).await {
+            if let Ok(StreamEnd {
+                log_end: Some(end), ..
+            }) = stream_end(stream).await
+            {
                 stream_last_event = end.message.last_event_id;
             }
             progress.lag_events = stream_last_event.saturating_sub(progress.durable_event_id);

@@ -158,12 +158,6 @@ impl LogStream {
         &self.name
     }
 
-    /// The JetStream context the stream was opened with.
-    #[must_use]
-    pub fn context_ref(&self) -> &jetstream::Context {
-        &self.js
-    }
-
     /// The stream's first and last sequence (`(0, 0)`, or first = last + 1, when it is
     /// empty).
     pub async fn bounds(&self) -> Result<(u64, u64), ReplicateError> {

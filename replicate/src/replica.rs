@@ -131,12 +131,6 @@ impl Replica {
         })
     }
 
-    /// The directory.
-    #[must_use]
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The position of the last message the replica holds, `None` when it holds none.
     #[must_use]
     pub fn end(&self) -> Option<Position> {
@@ -164,20 +158,6 @@ impl Replica {
     #[must_use]
     pub fn epoch(&self) -> u64 {
         self.epoch
-    }
-
-    /// Whether writes are waiting for [`Replica::sync`].
-    #[must_use]
-    pub fn has_unsynced(&self) -> bool {
-        self.unsynced
-    }
-
-    /// The bytes the replica holds at `position`, in the form a message carries them:
-    /// the open header of a segment's start (rebuilt from a sealed header, whose
-    /// other fields a seal rewrote), a block, or a sealed header. `None` when it holds
-    /// nothing there.
-    pub fn bytes_at(&mut self, position: Position) -> Result<Option<Vec<u8>>, ReplicateError> {
-        read_message_bytes(&mut self.store, position)
     }
 
     /// Verifies `stored` against the replica's end and writes it. A message that does
@@ -214,27 +194,14 @@ impl Replica {
 
     /// A message at a place the replica already holds must hold the same bytes.
     fn compare_held(&mut self, stored: &Stored) -> Result<Applied, ReplicateError> {
-        let m = &stored.message;
-        match read_message_bytes(&mut self.store, m.position)? {
-            Some(held) if held == m.payload.as_ref() => Ok(Applied::AlreadyHeld),
-            // A start the replica holds sealed: only the fields an open header has are
-            // compared (`read_message_bytes` rebuilt them).
-            Some(_) => Err(ReplicateError::Diverged {
-                stream: self.stream.clone(),
-                position: m.position,
-                sequence: stored.sequence,
-                detail: format!("{} holds other bytes there", self.dir.display()),
-            }),
-            None => Err(ReplicateError::Diverged {
-                stream: self.stream.clone(),
-                position: m.position,
-                sequence: stored.sequence,
-                detail: format!(
-                    "{} holds nothing there, though its log goes on after it",
-                    self.dir.display()
-                ),
-            }),
-        }
+        check_held(
+            &mut self.store,
+            &self.stream,
+            &self.dir,
+            stored,
+            "nothing is there, though the log goes on after it",
+        )?;
+        Ok(Applied::AlreadyHeld)
     }
 
     fn apply_start(&mut self, stored: &Stored) -> Result<Applied, ReplicateError> {
@@ -424,7 +391,39 @@ fn header_of(bytes: &[u8]) -> Option<SegmentHeader> {
     Some(SegmentHeader::read_from(b))
 }
 
-/// The bytes `store` holds at `position`, in message form (see [`Replica::bytes_at`]).
+/// Checks that the log in `store` (the directory `dir`) holds the stream's message
+/// `stored` byte for byte, in message form (see [`read_message_bytes`]): otherwise
+/// the two histories differ there, [`ReplicateError::Diverged`], with `missing` as the
+/// detail when the directory holds nothing at that place.
+pub(crate) fn check_held<S>(
+    store: &mut S,
+    stream: &str,
+    dir: &Path,
+    stored: &Stored,
+    missing: &str,
+) -> Result<(), ReplicateError>
+where
+    S: SegmentStore<Error = FileError>,
+{
+    let position = stored.message.position;
+    let detail = match read_message_bytes(store, position)? {
+        Some(held) if held == stored.message.payload.as_ref() => return Ok(()),
+        // A start held sealed was rebuilt as its open header: only the fields an open
+        // header has are compared.
+        Some(_) => "other bytes are there".to_owned(),
+        None => missing.to_owned(),
+    };
+    Err(ReplicateError::Diverged {
+        stream: stream.to_owned(),
+        position,
+        sequence: stored.sequence,
+        detail: format!("{}: {detail}", dir.display()),
+    })
+}
+
+/// The bytes `store` holds at `position`, in the form a message carries them: the open
+/// header of a segment's start (rebuilt from a sealed header, whose other fields a
+/// seal rewrote), a block, or a sealed header. `None` when it holds nothing there.
 pub(crate) fn read_message_bytes<S>(
     store: &mut S,
     position: Position,

@@ -10,8 +10,8 @@ use fswal_backends::dir::DirStore;
 use crate::error::ReplicateError;
 use crate::message::{EPOCH_FIRST, Kind, Position};
 use crate::nats::{LogStream, PUBLISH_IN_FLIGHT_MAX, Stored};
-use crate::replica::read_message_bytes;
-use crate::source::{message_at, verified_places};
+use crate::replica::check_held;
+use crate::source::{Place, message_at, verified_places};
 
 /// Fences looked past, from the stream's end, to find the last message of the log.
 const FENCES_MAX: u64 = 1000;
@@ -33,21 +33,42 @@ pub struct Shipped {
     pub last_sequence: u64,
 }
 
-/// The stream's last message of the log (not a fence), and the stream's writer epoch
-/// (the highest epoch of its last message, fences included). `None` for a stream
-/// without a log message.
-pub async fn stream_end(stream: &LogStream) -> Result<(Option<Stored>, u64), ReplicateError> {
+/// Where a stream ends, as one read of it saw it.
+#[derive(Clone, Debug)]
+pub struct StreamEnd {
+    /// The stream's last message of the log (not a fence); `None` for a stream without
+    /// one.
+    pub log_end: Option<Stored>,
+    /// The stream's writer epoch: the epoch of its last message, fences included.
+    pub epoch: u64,
+    /// The stream's last sequence when it was read (0: empty).
+    pub last_sequence: u64,
+}
+
+/// Where `stream` ends: its last log message, its epoch and its last sequence, all
+/// from the same read, so that a publish expecting that sequence extends exactly the
+/// message checked.
+pub async fn stream_end(stream: &LogStream) -> Result<StreamEnd, ReplicateError> {
     let Some(last) = stream.last().await? else {
-        return Ok((None, EPOCH_FIRST));
+        return Ok(StreamEnd {
+            log_end: None,
+            epoch: EPOCH_FIRST,
+            last_sequence: 0,
+        });
     };
-    let epoch = last.message.epoch;
+    let (epoch, last_sequence) = (last.message.epoch, last.sequence);
+    let end = |log_end| StreamEnd {
+        log_end,
+        epoch,
+        last_sequence,
+    };
     let mut at = last;
     for _ in 0..FENCES_MAX {
         if at.message.kind != Kind::Fence {
-            return Ok((Some(at), epoch));
+            return Ok(end(Some(at)));
         }
         if at.sequence <= 1 {
-            return Ok((None, epoch));
+            return Ok(end(None));
         }
         at = stream.message(at.sequence - 1).await?;
     }
@@ -72,10 +93,13 @@ pub async fn ship_dir(
     stream: &LogStream,
     epoch: u64,
 ) -> Result<Shipped, ReplicateError> {
+    // The directory is verified once: a retry goes on from where the stream then ends,
+    // over the same places.
+    let places = verified_places(dir)?;
     let started = Instant::now();
     let mut confirmed = 0u64;
     loop {
-        match ship_once(dir, stream, epoch, &mut confirmed).await {
+        match ship_once(dir, &places, stream, epoch, &mut confirmed).await {
             Ok(mut shipped) => {
                 shipped.messages = confirmed;
                 return Ok(shipped);
@@ -90,13 +114,17 @@ pub async fn ship_dir(
 
 async fn ship_once(
     dir: &Path,
+    places: &[Place],
     stream: &LogStream,
     epoch: u64,
     confirmed: &mut u64,
 ) -> Result<Shipped, ReplicateError> {
-    let places = verified_places(dir)?;
     let mut store = DirStore::open_read_only(dir)?;
-    let (end, stream_epoch) = stream_end(stream).await?;
+    let StreamEnd {
+        log_end,
+        epoch: stream_epoch,
+        last_sequence,
+    } = stream_end(stream).await?;
     if stream_epoch > epoch {
         return Err(ReplicateError::Fenced {
             stream: stream.name().to_owned(),
@@ -104,11 +132,17 @@ async fn ship_once(
             stream_epoch,
         });
     }
-    let (_, mut expected) = stream.bounds().await?;
+    let mut expected = last_sequence;
     let mut after: Option<Position> = None;
     let mut last_event_id = 0;
-    if let Some(end) = &end {
-        check_held(&mut store, stream, end, dir)?;
+    if let Some(end) = &log_end {
+        check_held(
+            &mut store,
+            stream.name(),
+            dir,
+            end,
+            "the stream is ahead of the directory (`fswal follow` fetches what it lacks)",
+        )?;
         after = Some(end.message.position);
         last_event_id = end.message.last_event_id;
     }
@@ -160,33 +194,4 @@ fn confirm(
         ));
     }
     Ok(())
-}
-
-/// Checks that `dir` holds the stream's message `end` byte for byte.
-fn check_held(
-    store: &mut DirStore,
-    stream: &LogStream,
-    end: &Stored,
-    dir: &Path,
-) -> Result<(), ReplicateError> {
-    let position = end.message.position;
-    let held = read_message_bytes(store, position)?;
-    match held {
-        Some(bytes) if bytes == end.message.payload.as_ref() => Ok(()),
-        Some(_) => Err(ReplicateError::Diverged {
-            stream: stream.name().to_owned(),
-            position,
-            sequence: end.sequence,
-            detail: format!("{} holds other bytes there", dir.display()),
-        }),
-        None => Err(ReplicateError::Diverged {
-            stream: stream.name().to_owned(),
-            position,
-            sequence: end.sequence,
-            detail: format!(
-                "{} does not hold it: the stream is ahead of the directory (`fswal follow` fetches what it lacks)",
-                dir.display()
-            ),
-        }),
-    }
 }
